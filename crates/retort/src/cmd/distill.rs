@@ -1,0 +1,13 @@
+//! `retort distill`.
+
+/// Not built yet (issue #6).
+#[derive(clap::Args, Debug)]
+pub struct DistillArgs {
+    /// Arguments are accepted once this stage lands.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+pub fn run(_args: DistillArgs) -> anyhow::Result<()> {
+    Err(super::not_built("distill", 6))
+}

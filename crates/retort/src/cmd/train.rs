@@ -1,0 +1,13 @@
+//! `retort train`.
+
+/// Not built yet (issue #4).
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Arguments are accepted once this stage lands.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+pub fn run(_args: TrainArgs) -> anyhow::Result<()> {
+    Err(super::not_built("train", 4))
+}
