@@ -35,6 +35,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Answer one prompt with tool calls, printed as JSON.
     Call(cmd::call::CallArgs),
+    /// Describe a model: configuration and parameter count by part.
+    Info(cmd::info::InfoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Call(a) => cmd::call::run(a),
+        Command::Info(a) => cmd::info::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -8,16 +8,13 @@ pub enum DataCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         rest: Vec<String>,
     },
-    /// Turn logged OpenAI chat-completions traffic into examples (issue #6).
-    ImportLog {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    /// Turn logged OpenAI chat-completions traffic into examples.
+    ImportLog(super::import_log::ImportLogArgs),
 }
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Build { .. } => Err(super::not_built("data build", 2)),
-        DataCommand::ImportLog { .. } => Err(super::not_built("data import-log", 6)),
+        DataCommand::ImportLog(a) => super::import_log::run(a),
     }
 }

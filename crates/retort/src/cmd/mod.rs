@@ -5,6 +5,8 @@ pub mod call;
 pub mod data;
 pub mod distill;
 pub mod eval;
+pub mod import_log;
+pub mod info;
 pub mod serve;
 pub mod train;
 
