@@ -468,6 +468,10 @@ fn parse_node(
             }
         }
     }
+    if s.ty == SchemaType::Any && !s.required.is_empty() {
+        // `required` only makes sense on an object.
+        s.ty = SchemaType::Object;
+    }
     for r in &s.required {
         if s.ty == SchemaType::Object && !s.properties.contains_key(r) {
             return Err(SchemaError::UndeclaredRequired {
@@ -476,10 +480,10 @@ fn parse_node(
             });
         }
     }
-    if let (Some(lo), Some(hi)) = (s.minimum, s.maximum) {
-        if lo > hi {
-            return Err(invalid("minimum", "minimum is greater than maximum"));
-        }
+    if let (Some(lo), Some(hi)) = (s.minimum, s.maximum)
+        && lo > hi
+    {
+        return Err(invalid("minimum", "minimum is greater than maximum"));
     }
     Ok(s)
 }
@@ -595,6 +599,9 @@ mod tests {
             Dialect::JsonSchema,
         )
         .unwrap_err();
+        assert!(matches!(err, SchemaError::UndeclaredRequired { .. }));
+        // Without a type, `required` still implies an object.
+        let err = Schema::parse(&json!({"required": ["x"]}), Dialect::JsonSchema).unwrap_err();
         assert!(matches!(err, SchemaError::UndeclaredRequired { .. }));
     }
 

@@ -157,14 +157,14 @@ pub fn validate_value(v: &Value, s: &Schema, path: &str) -> Result<(), Validatio
         }
     }
     let bound = |b: Option<f64>| b.map_or_else(|| "-".to_string(), |x| x.to_string());
-    if let Some(x) = v.as_f64() {
-        if s.minimum.is_some_and(|m| x < m) || s.maximum.is_some_and(|m| x > m) {
-            return Err(err(ValidationErrorKind::OutOfRange {
-                value: x,
-                min: bound(s.minimum),
-                max: bound(s.maximum),
-            }));
-        }
+    if let Some(x) = v.as_f64()
+        && (s.minimum.is_some_and(|m| x < m) || s.maximum.is_some_and(|m| x > m))
+    {
+        return Err(err(ValidationErrorKind::OutOfRange {
+            value: x,
+            min: bound(s.minimum),
+            max: bound(s.maximum),
+        }));
     }
     let ubound = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |x| x.to_string());
     let check_len = |len: u64, lo: Option<u64>, hi: Option<u64>| {

@@ -1,13 +1,156 @@
-//! `retort serve`.
+//! `retort serve`: the HTTP server (see crates/retort-server/README.md).
 
-/// Not built yet (issue #5).
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use retort_core::ToolCaller;
+use retort_server::{ApiKey, FallbackConfig, ServerConfig};
+
+/// Serve a model over HTTP.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Arguments are accepted once this stage lands.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// Model directory; the embedded default model when absent.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+    /// Bearer token clients must send (`Authorization: Bearer KEY`).
+    #[arg(
+        long,
+        env = "RETORT_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        value_parser = parse_api_key
+    )]
+    pub api_key: Option<ApiKey>,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = retort_server::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Time limit of one request, in milliseconds (then 408).
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// Most model calls running at once; others wait. Default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_calls: Option<usize>,
+    #[command(flatten)]
+    pub fallback: FallbackArgs,
 }
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    Err(super::not_built("serve", 5))
+/// Confidence-gated fallback to an OpenAI-compatible teacher. Its key comes
+/// from RETORT_FALLBACK_API_KEY (or OPENAI_API_KEY).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FallbackArgs {
+    /// Teacher base URL (`https://host/v1`) or its `/chat/completions` URL.
+    #[arg(long, value_name = "URL", requires = "fallback_threshold")]
+    pub fallback_url: Option<String>,
+    /// Answers with confidence below this (0..1) go to the teacher.
+    #[arg(long, value_name = "X", requires = "fallback_url")]
+    pub fallback_threshold: Option<f64>,
+    /// Teacher model name sent upstream.
+    #[arg(long, default_value = "gpt-4o-mini", value_name = "M")]
+    pub fallback_model: String,
+    /// JSONL file the (query, tools, teacher calls) examples are appended to.
+    #[arg(long, value_name = "FILE", requires = "fallback_url")]
+    pub fallback_log: Option<PathBuf>,
+    /// Time limit of one teacher request, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub fallback_timeout_ms: u64,
+}
+
+impl FallbackArgs {
+    /// The fallback settings, with the key read from the environment.
+    pub fn config(&self) -> anyhow::Result<Option<FallbackConfig>> {
+        let (Some(url), Some(threshold)) = (&self.fallback_url, self.fallback_threshold) else {
+            return Ok(None);
+        };
+        if !(threshold.is_finite() && (0.0..=1.0).contains(&threshold)) {
+            bail!("--fallback-threshold must be between 0 and 1, got {threshold}");
+        }
+        let api_key = std::env::var("RETORT_FALLBACK_API_KEY")
+            .ok()
+            .and_then(ApiKey::new)
+            .or_else(|| std::env::var("OPENAI_API_KEY").ok().and_then(ApiKey::new));
+        if api_key.is_none() {
+            tracing::warn!(
+                "no RETORT_FALLBACK_API_KEY or OPENAI_API_KEY set: teacher requests are sent without a key"
+            );
+        }
+        Ok(Some(FallbackConfig {
+            url: url.clone(),
+            threshold,
+            model: self.fallback_model.clone(),
+            log_path: self.fallback_log.clone(),
+            api_key,
+            timeout: Duration::from_millis(self.fallback_timeout_ms.max(1)),
+        }))
+    }
+}
+
+/// A bearer token from the command line or the environment; its `Debug`
+/// never shows it.
+fn parse_api_key(s: &str) -> Result<ApiKey, String> {
+    ApiKey::new(s).ok_or_else(|| "the API key is empty".to_string())
+}
+
+/// The one place the CLI obtains a model (`serve`, `call`, `bench`): from
+/// `--model DIR`, or the embedded default model when `None`.
+pub fn load_caller(model: Option<&Path>) -> anyhow::Result<Arc<dyn ToolCaller>> {
+    match model {
+        Some(dir) => bail!(
+            "cannot load the model in {}: no model available yet (issue #4)",
+            dir.display()
+        ),
+        None => bail!("no model available yet (issue #4)"),
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.max_body_bytes == 0 {
+        bail!("--max-body-bytes must be at least 1");
+    }
+    if args.timeout_ms == 0 {
+        bail!("--timeout-ms must be at least 1");
+    }
+    let fallback = args.fallback.config()?;
+    let config = ServerConfig {
+        api_key: args.api_key.clone(),
+        max_body_bytes: args.max_body_bytes,
+        timeout: Duration::from_millis(args.timeout_ms),
+        model_name: "retort".to_string(),
+        max_concurrent_calls: args
+            .max_concurrent_calls
+            .unwrap_or_else(retort_server::default_concurrency)
+            .max(1),
+        fallback,
+    };
+    let auth = if config.api_key.is_some() {
+        "bearer token"
+    } else {
+        "none"
+    };
+    let start = Instant::now();
+    let caller = load_caller(args.model.as_deref())?;
+    tracing::info!(
+        "model loaded in {:.0} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    let app = retort_server::app(caller, config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
+        let addr = listener.local_addr().unwrap_or(args.addr);
+        tracing::info!("listening on http://{addr} (auth: {auth})");
+        retort_server::serve(listener, app, retort_server::shutdown_signal()).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })
 }

@@ -1,0 +1,25 @@
+//! retort-data: the data stage of retort.
+//!
+//! - [`import`]: one importer per teacher corpus into canonical
+//!   [`retort_core::Example`]s, plus the distractor-tool and unlabelled-query
+//!   pools.
+//! - [`clean`]: validation, size limits, deduplication.
+//! - [`bfcl`]: the BFCL contamination filter.
+//! - [`augment`]: deterministic augmentation.
+//! - [`split`]: validation split by held-out tools.
+//! - [`build`]: the whole `retort data build` pipeline.
+
+pub mod augment;
+pub mod bfcl;
+pub mod build;
+pub mod clean;
+pub mod error;
+pub mod import;
+pub mod io;
+pub mod pylit;
+pub mod rng;
+pub mod schema_fix;
+pub mod split;
+
+pub use build::{BuildOptions, Stats, build};
+pub use error::DataError;

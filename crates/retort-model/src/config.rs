@@ -1,0 +1,120 @@
+//! The model configuration (`config.json` next to the weights).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ModelError;
+
+/// Architecture and decoding settings of a student model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// WordPiece vocabulary size of the encoder (MiniLM: 30,522).
+    pub vocab_size: usize,
+    /// Model width (MiniLM: 384).
+    pub hidden: usize,
+    /// Encoder layers (MiniLM: 6).
+    pub enc_layers: usize,
+    /// Attention heads of encoder and decoder.
+    pub heads: usize,
+    /// Encoder feed-forward width (MiniLM: 1536).
+    pub enc_ffn: usize,
+    /// Encoder position embeddings (MiniLM: 512): the longest rendered input.
+    pub max_positions: usize,
+    /// Segment (token type) embeddings (MiniLM: 2).
+    pub type_vocab: usize,
+    pub layer_norm_eps: f64,
+    /// Decoder layers.
+    pub dec_layers: usize,
+    /// Decoder feed-forward width.
+    pub dec_ffn: usize,
+    /// Longest action sequence (decoder position embeddings).
+    pub max_steps: usize,
+    /// Word-piece ids the decoder may generate (the restricted, tied output
+    /// vocabulary); everything else must be copied from the input.
+    pub gen_vocab: Vec<u32>,
+    /// Tokens of a tool description kept in the rendered input.
+    pub tool_desc_tokens: usize,
+    /// Tokens of a parameter description kept in the rendered input.
+    pub param_desc_tokens: usize,
+    /// Longest value (in word pieces) the decoder may emit.
+    pub max_value_tokens: usize,
+    /// Temperature of the confidence (fitted on validation data).
+    pub confidence_temperature: f64,
+}
+
+impl ModelConfig {
+    /// MiniLM-L6 encoder plus a 2-layer pointer decoder: the shipped shape.
+    pub fn minilm(gen_vocab: Vec<u32>) -> Self {
+        ModelConfig {
+            vocab_size: 30522,
+            hidden: 384,
+            enc_layers: 6,
+            heads: 12,
+            enc_ffn: 1536,
+            max_positions: 512,
+            type_vocab: 2,
+            layer_norm_eps: 1e-12,
+            dec_layers: 2,
+            dec_ffn: 512,
+            max_steps: 96,
+            gen_vocab,
+            tool_desc_tokens: 24,
+            param_desc_tokens: 10,
+            max_value_tokens: 40,
+            confidence_temperature: 1.0,
+        }
+    }
+
+    /// A tiny configuration for tests (random init, same vocabulary).
+    pub fn tiny(gen_vocab: Vec<u32>) -> Self {
+        ModelConfig {
+            vocab_size: 30522,
+            hidden: 32,
+            enc_layers: 1,
+            heads: 2,
+            enc_ffn: 64,
+            max_positions: 512,
+            type_vocab: 2,
+            layer_norm_eps: 1e-12,
+            dec_layers: 1,
+            dec_ffn: 64,
+            max_steps: 96,
+            gen_vocab,
+            tool_desc_tokens: 24,
+            param_desc_tokens: 10,
+            max_value_tokens: 40,
+            confidence_temperature: 1.0,
+        }
+    }
+
+    /// Check the invariants the network relies on.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if self.hidden == 0 || self.heads == 0 || self.hidden % self.heads != 0 {
+            return bad(format!(
+                "hidden ({}) must be a positive multiple of heads ({})",
+                self.hidden, self.heads
+            ));
+        }
+        if self.vocab_size == 0 || self.max_positions < 8 || self.type_vocab < 2 {
+            return bad("vocab_size, max_positions and type_vocab are too small".into());
+        }
+        if self.max_steps < 4 || self.enc_ffn == 0 || self.dec_ffn == 0 {
+            return bad("max_steps, enc_ffn and dec_ffn must be positive".into());
+        }
+        if let Some(t) = self.gen_vocab.iter().find(|&&t| t as usize >= self.vocab_size) {
+            return bad(format!("gen_vocab id {t} is outside the vocabulary"));
+        }
+        if !(self.confidence_temperature.is_finite() && self.confidence_temperature > 0.0) {
+            return bad("confidence_temperature must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Parse and check a `config.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ModelError> {
+        let cfg: ModelConfig =
+            serde_json::from_slice(bytes).map_err(|e| ModelError::Config(e.to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+}

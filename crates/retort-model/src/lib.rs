@@ -1,0 +1,21 @@
+//! retort-model: the student network and everything around it.
+//!
+//! - [`render`]: the MiniLM tokenizer and the input rendering (query + tools).
+//! - [`net`]: the BERT encoder and the pointer decoder (burn, `flex` backend).
+//! - [`grammar`]: the schema state machine of constrained decoding.
+//! - [`targets`]: gold calls turned into training steps and masks.
+//! - [`weights`]: MiniLM import, model files (safetensors + config + tokenizer).
+//! - [`model`]: [`Model`], which implements [`retort_core::ToolCaller`].
+
+pub mod config;
+pub mod error;
+pub mod grammar;
+pub mod model;
+pub mod net;
+pub mod render;
+pub mod targets;
+pub mod weights;
+
+pub use config::ModelConfig;
+pub use error::ModelError;
+pub use model::{Decoded, Model};

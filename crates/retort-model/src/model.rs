@@ -1,0 +1,335 @@
+//! [`Model`]: load a model directory (or the embedded default model) and
+//! answer requests with schema-constrained greedy decoding.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+use retort_core::{Call, CallOptions, CallerError, Prediction, Tool, ToolCaller};
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::grammar::{Choice, Grammar, State};
+use crate::net::{DecBatch, EncBatch, HostParams, Net, Params, kind};
+use crate::render::{RenderLimits, Tok, render};
+use crate::targets::next_input;
+use crate::weights;
+
+/// Temperatures at which every decoding also reports the sequence
+/// log-probability (used to fit the confidence temperature).
+pub const TEMPERATURES: [f64; 14] = [
+    0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0,
+];
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub calls: Vec<Call>,
+    /// Calibrated confidence (the sequence probability at the model's temperature).
+    pub confidence: f64,
+    /// Sequence log-probability at each of [`TEMPERATURES`].
+    pub logp: Vec<f64>,
+    /// Number of decoder steps taken.
+    pub steps: usize,
+}
+
+/// A loaded student model. Immutable after loading, so one instance can
+/// serve many threads at once.
+pub struct Model {
+    pub cfg: ModelConfig,
+    pub net: Net,
+    pub params: Params,
+    pub tok: Tok,
+    pub device: Device,
+    tokenizer_json: Vec<u8>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("cfg", &self.cfg).finish()
+    }
+}
+
+#[cfg(retort_embedded)]
+mod embedded {
+    pub const CONFIG: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/config.json"
+    ));
+    pub const TOKENIZER: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tokenizer.json"
+    ));
+    pub const WEIGHTS: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/model.safetensors"
+    ));
+}
+
+impl Model {
+    /// Load `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path) -> Result<Model, ModelError> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|e| ModelError::io(&p, e))
+        };
+        Self::from_bytes(
+            &read("config.json")?,
+            &read("tokenizer.json")?,
+            &read("model.safetensors")?,
+        )
+    }
+
+    /// The default model compiled into this binary (from `models/`).
+    pub fn embedded() -> Result<Model, ModelError> {
+        #[cfg(retort_embedded)]
+        {
+            Self::from_bytes(embedded::CONFIG, embedded::TOKENIZER, embedded::WEIGHTS)
+        }
+        #[cfg(not(retort_embedded))]
+        {
+            Err(ModelError::NoEmbeddedModel(
+                "models/model.safetensors was absent when this binary was built; pass --model DIR",
+            ))
+        }
+    }
+
+    /// Build from the three files' contents.
+    pub fn from_bytes(config: &[u8], tokenizer: &[u8], weights_bytes: &[u8]) -> Result<Model, ModelError> {
+        let cfg = ModelConfig::from_json(config)?;
+        let device = Device::flex();
+        let net = Net::new(cfg.clone(), &device)?;
+        let host = weights::params_from_bytes(&net.layout, weights_bytes)?;
+        Self::from_parts(cfg, &host, tokenizer)
+    }
+
+    /// Build from a configuration, host parameters and a tokenizer.json.
+    pub fn from_parts(cfg: ModelConfig, host: &HostParams, tokenizer: &[u8]) -> Result<Model, ModelError> {
+        let device = Device::flex();
+        let net = Net::new(cfg.clone(), &device)?;
+        if host.values.len() != net.layout.specs.len() {
+            return Err(ModelError::Weights("parameter count mismatch".into()));
+        }
+        let params = host.to_device(&net.layout, &device, None);
+        let tok = Tok::from_bytes(tokenizer)?;
+        if tok.vocab.len() != cfg.vocab_size {
+            return Err(ModelError::Config(format!(
+                "tokenizer has {} word pieces, config says {}",
+                tok.vocab.len(),
+                cfg.vocab_size
+            )));
+        }
+        Ok(Model {
+            cfg,
+            net,
+            params,
+            tok,
+            device,
+            tokenizer_json: tokenizer.to_vec(),
+        })
+    }
+
+    pub fn tokenizer_json(&self) -> &[u8] {
+        &self.tokenizer_json
+    }
+
+    /// Save as a model directory.
+    pub fn save(&self, dir: &Path, storage: weights::Storage) -> Result<(), ModelError> {
+        let host = self.params.to_host()?;
+        weights::save_model_dir(dir, &self.cfg, &self.net.layout, &host, &self.tokenizer_json, storage)
+    }
+
+    /// Decode one request.
+    pub fn predict(&self, query: &str, tools: &[Tool], opts: &CallOptions) -> Result<Decoded, ModelError> {
+        greedy(&self.net, &self.params, &self.tok, query, tools, opts, &self.device)
+    }
+}
+
+/// Render limits for inference.
+pub fn infer_limits(cfg: &ModelConfig) -> RenderLimits {
+    RenderLimits {
+        max_len: cfg.max_positions,
+        tool_desc_tokens: cfg.tool_desc_tokens,
+        param_desc_tokens: cfg.param_desc_tokens,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Group {
+    Action(usize),
+    Pointer(usize),
+    Token(u32),
+}
+
+/// Schema-constrained greedy decoding of one request.
+pub fn greedy(
+    net: &Net,
+    params: &Params,
+    tok: &Tok,
+    query: &str,
+    tools: &[Tool],
+    opts: &CallOptions,
+    device: &Device,
+) -> Result<Decoded, ModelError> {
+    let cfg = &net.cfg;
+    if let Some(f) = &opts.force_function
+        && !tools.iter().any(|t| &t.name == f)
+    {
+        return Err(ModelError::InvalidRequest(format!(
+            "forced function {f:?} is not among the tools"
+        )));
+    }
+    let keep: Vec<usize> = opts
+        .force_function
+        .as_ref()
+        .and_then(|f| tools.iter().position(|t| &t.name == f))
+        .into_iter()
+        .collect();
+    let r = render(tok, query, tools, infer_limits(cfg), &keep)?;
+    let s = r.len();
+    let enc_in = EncBatch::new(&[(&r.ids, &r.segs)], tok.pad, device);
+    let enc = net.encode(params, &enc_in);
+    let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
+    let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
+    let mut inputs = vec![(tok.pad, kind::BOS, None)];
+    let mut logp = vec![0f64; TEMPERATURES.len()];
+    let mut logp_cfg = 0f64;
+    let mut last_copy: Option<usize> = None;
+    let mut steps = 0;
+    while !g.is_done() && steps < max_steps {
+        let dec_in = DecBatch::new(std::slice::from_ref(&inputs), s, device);
+        let logits = net.decode(params, enc.clone(), enc_in.pad_bias.clone(), &dec_in);
+        let [_, t, v] = logits.dims();
+        let last: Tensor<3> = logits.slice([0..1, t - 1..t, 0..v]);
+        let z = last
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::Weights(format!("{e:?}")))?;
+        let mask = g.mask();
+        let allowed: Vec<(usize, Choice)> = mask
+            .iter()
+            .enumerate()
+            .filter(|x| *x.1)
+            .filter_map(|(i, _)| g.choice_of(i).map(|c| (i, c)))
+            .filter(|(_, c)| g.allowed(*c))
+            .collect();
+        if allowed.is_empty() {
+            break;
+        }
+        let group_of = |c: Choice| match c {
+            Choice::Action(a) => Group::Action(a),
+            Choice::Function(t) => Group::Pointer(t),
+            Choice::Param(k) => Group::Pointer(k),
+            Choice::Token(t, _) => Group::Token(t),
+        };
+        // Marginal probability of each group at temperature 1.
+        let zmax = allowed
+            .iter()
+            .map(|(i, _)| z[*i])
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut mass: HashMap<Group, f64> = HashMap::new();
+        for (i, c) in &allowed {
+            *mass.entry(group_of(*c)).or_default() += ((z[*i] - zmax) as f64).exp();
+        }
+        let best = mass
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| tie(b.0).cmp(&tie(a.0))))
+            .map(|x| *x.0);
+        let Some(best) = best else { break };
+        // The concrete choice of the group.
+        let choice = match best {
+            Group::Token(tid) => {
+                let next = last_copy.map(|p| p + 1).filter(|&p| {
+                    r.ids.get(p) == Some(&tid) && mask.get(s_index(&g, p)).copied().unwrap_or(false)
+                });
+                let pos = next.or_else(|| {
+                    allowed
+                        .iter()
+                        .filter(|(_, c)| group_of(*c) == best)
+                        .max_by(|a, b| z[a.0].total_cmp(&z[b.0]))
+                        .and_then(|(_, c)| match c {
+                            Choice::Token(_, p) => *p,
+                            _ => None,
+                        })
+                });
+                Choice::Token(tid, pos)
+            }
+            _ => match allowed.iter().find(|(_, c)| group_of(*c) == best) {
+                Some((_, c)) => *c,
+                None => break,
+            },
+        };
+        for (k, &temp) in TEMPERATURES.iter().enumerate() {
+            logp[k] += group_logp(&z, &allowed, |c| group_of(c) == best, temp);
+        }
+        logp_cfg += group_logp(&z, &allowed, |c| group_of(c) == best, cfg.confidence_temperature);
+        last_copy = match choice {
+            Choice::Token(_, p) => p,
+            _ => None,
+        };
+        let input = next_input(&r, &g, choice, tok);
+        g.step(choice)
+            .map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
+        inputs.push(input);
+        steps += 1;
+        if inputs.len() > cfg.max_steps {
+            break;
+        }
+    }
+    // A decoding cut short keeps only its finished calls.
+    let calls = std::mem::take(&mut g.calls);
+    let _ = matches!(g.state, State::Done);
+    retort_core::validate_all(&calls, tools).map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
+    Ok(Decoded {
+        calls,
+        confidence: logp_cfg.exp().clamp(0.0, 1.0),
+        logp,
+        steps,
+    })
+}
+
+fn s_index(g: &Grammar<'_>, p: usize) -> usize {
+    g.space.src_index(p)
+}
+
+/// Deterministic tie-break between groups of equal mass.
+fn tie(g: &Group) -> (u8, u64) {
+    match g {
+        Group::Action(a) => (0, *a as u64),
+        Group::Pointer(p) => (1, *p as u64),
+        Group::Token(t) => (2, *t as u64),
+    }
+}
+
+fn group_logp(z: &[f32], allowed: &[(usize, Choice)], in_group: impl Fn(Choice) -> bool, temp: f64) -> f64 {
+    let zmax = allowed
+        .iter()
+        .map(|(i, _)| z[*i] as f64 / temp)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut all = 0f64;
+    let mut grp = 0f64;
+    for (i, c) in allowed {
+        let e = (z[*i] as f64 / temp - zmax).exp();
+        all += e;
+        if in_group(*c) {
+            grp += e;
+        }
+    }
+    if grp <= 0.0 || all <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    (grp / all).ln()
+}
+
+impl ToolCaller for Model {
+    fn call(&self, query: &str, tools: &[Tool], options: &CallOptions) -> Result<Prediction, CallerError> {
+        match self.predict(query, tools, options) {
+            Ok(d) => Ok(Prediction {
+                calls: d.calls,
+                confidence: d.confidence,
+            }),
+            Err(ModelError::InvalidRequest(m)) => Err(CallerError::InvalidRequest(m)),
+            Err(e) => Err(CallerError::Model(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! The network: a BERT encoder (MiniLM-L6 shape) and a small pointer decoder.
+//!
+//! Parameters live in a flat [`Params`] list (all stored as rank-2 tensors;
+//! vectors as `[1, n]`) addressed through a [`Layout`] of indices, so weight
+//! I/O, freezing and the optimizer see one uniform list. Names follow the
+//! Hugging Face BERT names where a parameter comes from MiniLM (matrices are
+//! stored `[in, out]`, i.e. transposed against PyTorch).
+//!
+//! Output space of one decoding step: `[actions | generation vocabulary |
+//! source positions]` (see [`OutSpace`]).
+
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData, activation};
+use rand::{Rng, SeedableRng};
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+
+/// Decoder actions (the first entries of the output space).
+pub mod action {
+    /// End of a value.
+    pub const END_VAL: usize = 0;
+    /// Next element of an array value.
+    pub const NEXT_ELEM: usize = 1;
+    /// End of a call.
+    pub const END_CALL: usize = 2;
+    /// No more calls (first step: no tool fits).
+    pub const STOP: usize = 3;
+    pub const COUNT: usize = 4;
+}
+
+/// Kinds of decoder inputs (what the previous step emitted).
+pub mod kind {
+    pub const BOS: u32 = 0;
+    /// `1 + action`
+    pub const ACTION0: u32 = 1;
+    /// A value word piece (copied or generated).
+    pub const VALUE: u32 = 5;
+    /// A pointer to a function name.
+    pub const FUNCTION: u32 = 6;
+    /// A pointer to a parameter name.
+    pub const PARAM: u32 = 7;
+    pub const COUNT: usize = 8;
+}
+
+/// Index arithmetic of the output space for a given source length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutSpace {
+    pub n_gen: usize,
+    pub src: usize,
+}
+
+impl OutSpace {
+    pub fn size(&self) -> usize {
+        action::COUNT + self.n_gen + self.src
+    }
+    pub fn gen_index(&self, g: usize) -> usize {
+        action::COUNT + g
+    }
+    pub fn src_index(&self, p: usize) -> usize {
+        action::COUNT + self.n_gen + p
+    }
+}
+
+/// A linear layer: weight `[in, out]` and bias `[1, out]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lin {
+    pub w: usize,
+    pub b: usize,
+}
+
+/// A layer norm: gain and bias `[1, d]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ln {
+    pub g: usize,
+    pub b: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Attn {
+    pub q: Lin,
+    pub k: Lin,
+    pub v: Lin,
+    pub o: Lin,
+}
+
+/// A post-LN BERT layer.
+#[derive(Debug, Clone, Copy)]
+pub struct EncLayer {
+    pub attn: Attn,
+    pub ln1: Ln,
+    pub ff1: Lin,
+    pub ff2: Lin,
+    pub ln2: Ln,
+}
+
+/// A pre-LN decoder layer with self- and cross-attention.
+#[derive(Debug, Clone, Copy)]
+pub struct DecLayer {
+    pub ln_self: Ln,
+    pub self_attn: Attn,
+    pub ln_cross: Ln,
+    pub cross: Attn,
+    pub ln_ff: Ln,
+    pub ff1: Lin,
+    pub ff2: Lin,
+}
+
+/// Which part of the model a parameter belongs to (for `retort info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Part {
+    Embeddings,
+    Encoder,
+    Decoder,
+    Heads,
+}
+
+impl Part {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Embeddings => "embeddings",
+            Part::Encoder => "encoder",
+            Part::Decoder => "decoder",
+            Part::Heads => "heads",
+        }
+    }
+}
+
+/// How a fresh parameter is initialised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    Normal(f32),
+    Zeros,
+    Ones,
+}
+
+/// Name, shape, part and initialisation of each parameter.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub name: String,
+    pub shape: [usize; 2],
+    pub part: Part,
+    pub init: Init,
+}
+
+/// Indices of every parameter.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub specs: Vec<Spec>,
+    pub word: usize,
+    pub pos: usize,
+    pub typ: usize,
+    pub emb_ln: Ln,
+    pub enc: Vec<EncLayer>,
+    pub dec_pos: usize,
+    pub dec_kind: usize,
+    pub dec: Vec<DecLayer>,
+    pub dec_ln: Ln,
+    pub act: Lin,
+    pub gen_q: Lin,
+    pub gen_bias: usize,
+    pub ptr_q: Lin,
+    pub ptr_k: Lin,
+}
+
+struct LayoutBuilder {
+    specs: Vec<Spec>,
+}
+
+impl LayoutBuilder {
+    fn add(&mut self, name: String, shape: [usize; 2], part: Part, init: Init) -> usize {
+        self.specs.push(Spec {
+            name,
+            shape,
+            part,
+            init,
+        });
+        self.specs.len() - 1
+    }
+    fn lin(&mut self, name: &str, i: usize, o: usize, part: Part) -> Lin {
+        Lin {
+            w: self.add(format!("{name}.weight"), [i, o], part, Init::Normal(0.02)),
+            b: self.add(format!("{name}.bias"), [1, o], part, Init::Zeros),
+        }
+    }
+    fn ln(&mut self, name: &str, d: usize, part: Part) -> Ln {
+        Ln {
+            g: self.add(format!("{name}.weight"), [1, d], part, Init::Ones),
+            b: self.add(format!("{name}.bias"), [1, d], part, Init::Zeros),
+        }
+    }
+    fn attn(&mut self, prefix: &str, names: [&str; 4], d: usize, part: Part) -> Attn {
+        Attn {
+            q: self.lin(&format!("{prefix}.{}", names[0]), d, d, part),
+            k: self.lin(&format!("{prefix}.{}", names[1]), d, d, part),
+            v: self.lin(&format!("{prefix}.{}", names[2]), d, d, part),
+            o: self.lin(&format!("{prefix}.{}", names[3]), d, d, part),
+        }
+    }
+}
+
+impl Layout {
+    pub fn new(c: &ModelConfig) -> Self {
+        let d = c.hidden;
+        let mut b = LayoutBuilder { specs: Vec::new() };
+        let e = Part::Embeddings;
+        let word = b.add(
+            "embeddings.word_embeddings.weight".into(),
+            [c.vocab_size, d],
+            e,
+            Init::Normal(0.02),
+        );
+        let pos = b.add(
+            "embeddings.position_embeddings.weight".into(),
+            [c.max_positions, d],
+            e,
+            Init::Normal(0.02),
+        );
+        let typ = b.add(
+            "embeddings.token_type_embeddings.weight".into(),
+            [c.type_vocab, d],
+            e,
+            Init::Normal(0.02),
+        );
+        let emb_ln = b.ln("embeddings.LayerNorm", d, e);
+        let mut enc = Vec::new();
+        for i in 0..c.enc_layers {
+            let p = format!("encoder.layer.{i}");
+            let en = Part::Encoder;
+            let attn = b.attn(
+                &p,
+                [
+                    "attention.self.query",
+                    "attention.self.key",
+                    "attention.self.value",
+                    "attention.output.dense",
+                ],
+                d,
+                en,
+            );
+            let ln1 = b.ln(&format!("{p}.attention.output.LayerNorm"), d, en);
+            let ff1 = b.lin(&format!("{p}.intermediate.dense"), d, c.enc_ffn, en);
+            let ff2 = b.lin(&format!("{p}.output.dense"), c.enc_ffn, d, en);
+            let ln2 = b.ln(&format!("{p}.output.LayerNorm"), d, en);
+            enc.push(EncLayer {
+                attn,
+                ln1,
+                ff1,
+                ff2,
+                ln2,
+            });
+        }
+        let de = Part::Decoder;
+        let dec_pos = b.add("decoder.pos".into(), [c.max_steps, d], de, Init::Normal(0.02));
+        let dec_kind = b.add(
+            "decoder.kind".into(),
+            [kind::COUNT, d],
+            de,
+            Init::Normal(0.02),
+        );
+        let mut dec = Vec::new();
+        for i in 0..c.dec_layers {
+            let p = format!("decoder.layer.{i}");
+            let names = ["query", "key", "value", "out"];
+            dec.push(DecLayer {
+                ln_self: b.ln(&format!("{p}.ln_self"), d, de),
+                self_attn: b.attn(&format!("{p}.self"), names, d, de),
+                ln_cross: b.ln(&format!("{p}.ln_cross"), d, de),
+                cross: b.attn(&format!("{p}.cross"), names, d, de),
+                ln_ff: b.ln(&format!("{p}.ln_ff"), d, de),
+                ff1: b.lin(&format!("{p}.ff1"), d, c.dec_ffn, de),
+                ff2: b.lin(&format!("{p}.ff2"), c.dec_ffn, d, de),
+            });
+        }
+        let dec_ln = b.ln("decoder.ln", d, de);
+        let h = Part::Heads;
+        let act = b.lin("head.action", d, action::COUNT, h);
+        let gen_q = b.lin("head.gen_query", d, d, h);
+        let gen_bias = b.add(
+            "head.gen_bias".into(),
+            [1, c.gen_vocab.len().max(1)],
+            h,
+            Init::Zeros,
+        );
+        let ptr_q = b.lin("head.ptr_query", d, d, h);
+        let ptr_k = b.lin("head.ptr_key", d, d, h);
+        Layout {
+            specs: b.specs,
+            word,
+            pos,
+            typ,
+            emb_ln,
+            enc,
+            dec_pos,
+            dec_kind,
+            dec,
+            dec_ln,
+            act,
+            gen_q,
+            gen_bias,
+            ptr_q,
+            ptr_k,
+        }
+    }
+
+    /// Parameter count by part.
+    pub fn count_by_part(&self) -> Vec<(Part, usize)> {
+        let mut out: Vec<(Part, usize)> = Vec::new();
+        for s in &self.specs {
+            let n = s.shape[0] * s.shape[1];
+            match out.iter_mut().find(|(p, _)| *p == s.part) {
+                Some(e) => e.1 += n,
+                None => out.push((s.part, n)),
+            }
+        }
+        out
+    }
+
+    pub fn count(&self) -> usize {
+        self.specs.iter().map(|s| s.shape[0] * s.shape[1]).sum()
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.specs.iter().position(|s| s.name == name)
+    }
+}
+
+/// Host copy of all parameters (f32, row-major), in layout order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostParams {
+    pub values: Vec<Vec<f32>>,
+}
+
+impl HostParams {
+    /// Random initialisation, deterministic in `seed`.
+    pub fn init(layout: &Layout, seed: u64) -> Self {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let values = layout
+            .specs
+            .iter()
+            .map(|s| {
+                let n = s.shape[0] * s.shape[1];
+                match s.init {
+                    Init::Zeros => vec![0.0; n],
+                    Init::Ones => vec![1.0; n],
+                    Init::Normal(std) => (0..n)
+                        .map(|_| {
+                            // Box-Muller.
+                            let u1: f32 = rng.random::<f32>().max(1e-7);
+                            let u2: f32 = rng.random::<f32>();
+                            std * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        HostParams { values }
+    }
+
+    /// Upload to a device. With `trainable`, the tensors it marks get
+    /// autodiff and require gradients; the others stay plain (frozen, and
+    /// free of autodiff bookkeeping).
+    pub fn to_device(&self, layout: &Layout, device: &Device, trainable: Option<&[bool]>) -> Params {
+        let t = self
+            .values
+            .iter()
+            .zip(&layout.specs)
+            .enumerate()
+            .map(|(i, (v, s))| {
+                let t = Tensor::<2>::from_data(TensorData::new(v.clone(), s.shape), device);
+                match trainable {
+                    Some(tr) if tr.get(i).copied().unwrap_or(false) => t.autodiff().require_grad(),
+                    _ => t,
+                }
+            })
+            .collect();
+        Params { t }
+    }
+}
+
+/// Parameters on a device.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub t: Vec<Tensor<2>>,
+}
+
+impl Params {
+    pub fn get(&self, i: usize) -> Tensor<2> {
+        self.t[i].clone()
+    }
+
+    /// Download to the host.
+    pub fn to_host(&self) -> Result<HostParams, ModelError> {
+        let values = self
+            .t
+            .iter()
+            .map(|t| {
+                t.to_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| ModelError::Weights(format!("{e:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HostParams { values })
+    }
+}
+
+fn lin3(p: &Params, l: Lin, x: Tensor<3>) -> Tensor<3> {
+    let [b, s, i] = x.dims();
+    let w = p.get(l.w);
+    let o = w.dims()[1];
+    let y = x.reshape([b * s, i]).matmul(w) + p.get(l.b);
+    y.reshape([b, s, o])
+}
+
+fn ln3(p: &Params, l: Ln, x: Tensor<3>, eps: f64) -> Tensor<3> {
+    let mean = x.clone().mean_dim(2);
+    let xc = x - mean;
+    let var = xc.clone().powf_scalar(2.0).mean_dim(2);
+    let y = xc / (var + eps).sqrt();
+    let g = p.get(l.g).unsqueeze_dim::<3>(0);
+    let b = p.get(l.b).unsqueeze_dim::<3>(0);
+    y * g + b
+}
+
+/// Multi-head attention. `bias`: additive mask broadcastable to `[B, H, Sq, Sk]`.
+fn attention(
+    p: &Params,
+    a: Attn,
+    heads: usize,
+    xq: Tensor<3>,
+    xkv: Tensor<3>,
+    bias: Option<Tensor<4>>,
+) -> Tensor<3> {
+    let [b, sq, d] = xq.dims();
+    let sk = xkv.dims()[1];
+    let dh = d / heads;
+    let split = |t: Tensor<3>, s: usize| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
+    let q = split(lin3(p, a.q, xq), sq);
+    let k = split(lin3(p, a.k, xkv.clone()), sk);
+    let v = split(lin3(p, a.v, xkv), sk);
+    let mut scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt();
+    if let Some(bias) = bias {
+        scores = scores + bias;
+    }
+    let probs = activation::softmax(scores, 3);
+    let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, sq, d]);
+    lin3(p, a.o, ctx)
+}
+
+/// A batch of encoder inputs (right-padded).
+#[derive(Debug, Clone)]
+pub struct EncBatch {
+    pub ids: Tensor<2, Int>,
+    pub segs: Tensor<2, Int>,
+    /// Additive mask `[B, 1, 1, S]`: 0 for tokens, -1e4 for padding.
+    pub pad_bias: Tensor<4>,
+}
+
+impl EncBatch {
+    /// Build from token rows (padded with `pad` to the longest).
+    pub fn new(rows: &[(&[u32], &[u32])], pad: u32, device: &Device) -> Self {
+        let b = rows.len();
+        let s = rows.iter().map(|r| r.0.len()).max().unwrap_or(1).max(1);
+        let mut ids = vec![pad as i64; b * s];
+        let mut segs = vec![0i64; b * s];
+        let mut bias = vec![-1.0e4f32; b * s];
+        for (i, (r, g)) in rows.iter().enumerate() {
+            for j in 0..r.len() {
+                ids[i * s + j] = r[j] as i64;
+                segs[i * s + j] = g.get(j).copied().unwrap_or(0) as i64;
+                bias[i * s + j] = 0.0;
+            }
+        }
+        EncBatch {
+            ids: Tensor::from_data(TensorData::new(ids, [b, s]), device),
+            segs: Tensor::from_data(TensorData::new(segs, [b, s]), device),
+            pad_bias: Tensor::from_data(TensorData::new(bias, [b, 1, 1, s]), device),
+        }
+    }
+}
+
+/// The network over a parameter list.
+#[derive(Debug, Clone)]
+pub struct Net {
+    pub cfg: ModelConfig,
+    pub layout: Layout,
+    /// `gen_vocab` as an index tensor.
+    pub gen_ids: Tensor<1, Int>,
+}
+
+/// A batch of decoder inputs (teacher forcing or a decoding prefix).
+#[derive(Debug, Clone)]
+pub struct DecBatch {
+    /// Word-piece id fed at each step (`[PAD]` for actions), `[B, T]`.
+    pub toks: Tensor<2, Int>,
+    /// [`kind`] of each step, `[B, T]`.
+    pub kinds: Tensor<2, Int>,
+    /// One-hot `[B, T, S]` of the pointed source position for function and
+    /// parameter pointers (zero rows otherwise).
+    pub ptr: Tensor<3>,
+}
+
+impl DecBatch {
+    /// `rows[i]` = steps of `(tok, kind, pointer position)`; padded to the longest.
+    pub fn new(rows: &[Vec<(u32, u32, Option<usize>)>], src_len: usize, device: &Device) -> Self {
+        let b = rows.len();
+        let t = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let mut toks = vec![0i64; b * t];
+        let mut kinds = vec![kind::BOS as i64; b * t];
+        let mut ptr = vec![0f32; b * t * src_len];
+        for (i, r) in rows.iter().enumerate() {
+            for (j, &(tok, k, p)) in r.iter().enumerate() {
+                toks[i * t + j] = tok as i64;
+                kinds[i * t + j] = k as i64;
+                if let Some(p) = p.filter(|&p| p < src_len) {
+                    ptr[(i * t + j) * src_len + p] = 1.0;
+                }
+            }
+        }
+        DecBatch {
+            toks: Tensor::from_data(TensorData::new(toks, [b, t]), device),
+            kinds: Tensor::from_data(TensorData::new(kinds, [b, t]), device),
+            ptr: Tensor::from_data(TensorData::new(ptr, [b, t, src_len]), device),
+        }
+    }
+}
+
+fn embed(table: Tensor<2>, ids: Tensor<2, Int>) -> Tensor<3> {
+    let [b, s] = ids.dims();
+    let d = table.dims()[1];
+    table.select(0, ids.reshape([b * s])).reshape([b, s, d])
+}
+
+impl Net {
+    pub fn new(cfg: ModelConfig, device: &Device) -> Result<Self, ModelError> {
+        cfg.check()?;
+        let layout = Layout::new(&cfg);
+        let ids: Vec<i64> = if cfg.gen_vocab.is_empty() {
+            vec![0]
+        } else {
+            cfg.gen_vocab.iter().map(|&x| x as i64).collect()
+        };
+        let n = ids.len();
+        let gen_ids = Tensor::from_data(TensorData::new(ids, [n]), device);
+        Ok(Net {
+            cfg,
+            layout,
+            gen_ids,
+        })
+    }
+
+    /// Encoder: `[B, S, D]`. Layers below `frozen_layers` are run without
+    /// gradient tracking when their parameters do not require gradients.
+    pub fn encode(&self, p: &Params, x: &EncBatch) -> Tensor<3> {
+        let l = &self.layout;
+        let c = &self.cfg;
+        let [_, s] = x.ids.dims();
+        let device = x.ids.device();
+        let word = embed(p.get(l.word), x.ids.clone());
+        let pos = p
+            .get(l.pos)
+            .slice([0..s.min(c.max_positions)])
+            .unsqueeze_dim::<3>(0);
+        let typ = embed(p.get(l.typ), x.segs.clone());
+        let _ = device;
+        let mut h = ln3(p, l.emb_ln, word + pos + typ, c.layer_norm_eps);
+        for layer in &l.enc {
+            let a = attention(
+                p,
+                layer.attn,
+                c.heads,
+                h.clone(),
+                h.clone(),
+                Some(x.pad_bias.clone()),
+            );
+            h = ln3(p, layer.ln1, h + a, c.layer_norm_eps);
+            let f = lin3(p, layer.ff2, activation::gelu(lin3(p, layer.ff1, h.clone())));
+            h = ln3(p, layer.ln2, h + f, c.layer_norm_eps);
+        }
+        h
+    }
+
+    /// Decoder plus output heads: logits `[B, T, A + G + S]` over the output
+    /// space of [`OutSpace`] (source positions unmasked: callers mask).
+    pub fn decode(
+        &self,
+        p: &Params,
+        enc: Tensor<3>,
+        pad_bias: Tensor<4>,
+        y: &DecBatch,
+    ) -> Tensor<3> {
+        let l = &self.layout;
+        let c = &self.cfg;
+        let [b, t] = y.toks.dims();
+        let device = y.toks.device();
+        let tt = t.min(c.max_steps);
+        let mut x = embed(p.get(l.word), y.toks.clone())
+            + embed(p.get(l.dec_kind), y.kinds.clone())
+            + p.get(l.dec_pos).slice([0..tt]).unsqueeze_dim::<3>(0)
+            + y.ptr.clone().matmul(enc.clone());
+        let causal: Tensor<2, Bool> = Tensor::<2, Bool>::tril_mask([t, t], 0, &device);
+        // tril_mask marks the positions to mask (above the diagonal).
+        let causal_bias = Tensor::<2>::zeros([t, t], &device)
+            .mask_fill(causal, -1.0e4)
+            .reshape([1, 1, t, t]);
+        for layer in &l.dec {
+            let hn = ln3(p, layer.ln_self, x.clone(), 1e-5);
+            x = x + attention(
+                p,
+                layer.self_attn,
+                c.heads,
+                hn.clone(),
+                hn,
+                Some(causal_bias.clone()),
+            );
+            let hn = ln3(p, layer.ln_cross, x.clone(), 1e-5);
+            x = x + attention(
+                p,
+                layer.cross,
+                c.heads,
+                hn,
+                enc.clone(),
+                Some(pad_bias.clone()),
+            );
+            let hn = ln3(p, layer.ln_ff, x.clone(), 1e-5);
+            x = x + lin3(p, layer.ff2, activation::gelu(lin3(p, layer.ff1, hn)));
+        }
+        let h = ln3(p, l.dec_ln, x, 1e-5);
+        let d = c.hidden;
+        let s = enc.dims()[1];
+        let act = lin3(p, l.act, h.clone());
+        let gen_table = p.get(l.word).select(0, self.gen_ids.clone());
+        let g = gen_table.dims()[0];
+        let gq = lin3(p, l.gen_q, h.clone()).reshape([b * t, d]);
+        let gen_logits = (gq.matmul(gen_table.transpose()) + p.get(l.gen_bias)).reshape([b, t, g]);
+        let pq = lin3(p, l.ptr_q, h);
+        let pk = lin3(p, l.ptr_k, enc);
+        let ptr = pq.matmul(pk.swap_dims(1, 2)) / (d as f64).sqrt();
+        let _ = s;
+        Tensor::cat(vec![act, gen_logits, ptr], 2)
+    }
+}
+
+/// Deterministic RNG used across the crate.
+pub type Rng64 = rand_chacha::ChaCha8Rng;

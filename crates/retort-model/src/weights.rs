@@ -1,0 +1,233 @@
+//! Weight I/O: the MiniLM import and retort's own model files.
+//!
+//! A model directory holds `config.json` ([`ModelConfig`]), `tokenizer.json`
+//! and `model.safetensors`. Tensors are stored `f32`, `f16`, or `i8` with a
+//! per-row `f32` scale in `<name>.__scale` (the compact form of shipped
+//! models). Every file is written atomically (temporary file, then rename).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::net::{HostParams, Layout};
+
+/// How tensors are stored in a model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Exact (checkpoints).
+    F32,
+    /// Big matrices as int8 with a per-row scale, everything else f16.
+    Compact,
+}
+
+/// Write `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Serialize named tensors (`name -> (shape, values)`).
+pub fn serialize_tensors(
+    items: &[(String, [usize; 2], &[f32])],
+    storage: Storage,
+) -> Result<Vec<u8>, ModelError> {
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, shape, v) in items {
+        let big = shape[0] >= 64 && shape[1] >= 64 && shape[0] * shape[1] >= 65536;
+        match storage {
+            Storage::F32 => owned.push((name.clone(), Dtype::F32, shape.to_vec(), f32_bytes(v))),
+            Storage::Compact if big => {
+                let (rows, cols) = (shape[0], shape[1]);
+                let mut q = Vec::with_capacity(rows * cols);
+                let mut scales = Vec::with_capacity(rows);
+                for r in 0..rows {
+                    let row = &v[r * cols..(r + 1) * cols];
+                    let m = row.iter().fold(0f32, |a, x| a.max(x.abs()));
+                    let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+                    scales.push(s);
+                    q.extend(row.iter().map(|x| (x / s).round().clamp(-127.0, 127.0) as i8 as u8));
+                }
+                owned.push((name.clone(), Dtype::I8, shape.to_vec(), q));
+                owned.push((
+                    format!("{name}.__scale"),
+                    Dtype::F32,
+                    vec![rows],
+                    f32_bytes(&scales),
+                ));
+            }
+            Storage::Compact => owned.push((
+                name.clone(),
+                Dtype::F16,
+                shape.to_vec(),
+                v.iter()
+                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                    .collect(),
+            )),
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| ModelError::Weights(format!("{n}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    safetensors::tensor::serialize(views, None).map_err(|e| ModelError::Weights(e.to_string()))
+}
+
+/// Read every tensor of a safetensors buffer as f32 (`i8` dequantized).
+pub fn read_tensors(bytes: &[u8]) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>, ModelError> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| ModelError::Weights(e.to_string()))?;
+    let mut out = HashMap::new();
+    for name in st.names() {
+        if name.ends_with(".__scale") {
+            continue;
+        }
+        let t = st
+            .tensor(name)
+            .map_err(|e| ModelError::Weights(e.to_string()))?;
+        let data = t.data();
+        let vals: Vec<f32> = match t.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::I8 => {
+                let s = st
+                    .tensor(&format!("{name}.__scale"))
+                    .map_err(|_| ModelError::Weights(format!("{name}: int8 without scales")))?;
+                let scales: Vec<f32> = s
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                let rows = t.shape().first().copied().unwrap_or(0);
+                if rows == 0 || scales.len() != rows {
+                    return Err(ModelError::Weights(format!("{name}: bad scales")));
+                }
+                let cols = data.len() / rows;
+                data.iter()
+                    .enumerate()
+                    .map(|(i, &b)| (b as i8) as f32 * scales[i / cols.max(1)])
+                    .collect()
+            }
+            Dtype::I64 => continue,
+            other => {
+                return Err(ModelError::Weights(format!(
+                    "{name}: unsupported dtype {other:?}"
+                )));
+            }
+        };
+        out.insert(name.to_string(), (t.shape().to_vec(), vals));
+    }
+    Ok(out)
+}
+
+/// Parameters in layout order from a model file written by [`serialize_params`].
+pub fn params_from_bytes(layout: &Layout, bytes: &[u8]) -> Result<HostParams, ModelError> {
+    let mut map = read_tensors(bytes)?;
+    let values = layout
+        .specs
+        .iter()
+        .map(|s| {
+            let (shape, v) = map
+                .remove(&s.name)
+                .ok_or_else(|| ModelError::Weights(format!("missing tensor {}", s.name)))?;
+            if v.len() != s.shape[0] * s.shape[1] {
+                return Err(ModelError::Weights(format!(
+                    "{}: shape {:?}, expected {:?}",
+                    s.name, shape, s.shape
+                )));
+            }
+            Ok(v)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(HostParams { values })
+}
+
+/// Serialize parameters (layout names), plus extra named tensors.
+pub fn serialize_params(
+    layout: &Layout,
+    p: &HostParams,
+    storage: Storage,
+) -> Result<Vec<u8>, ModelError> {
+    let items: Vec<(String, [usize; 2], &[f32])> = layout
+        .specs
+        .iter()
+        .zip(&p.values)
+        .map(|(s, v)| (s.name.clone(), s.shape, v.as_slice()))
+        .collect();
+    serialize_tensors(&items, storage)
+}
+
+/// Copy the MiniLM (HF BERT) weights into `p`. Returns how many tensors came
+/// from the file; parameters MiniLM does not have keep their values.
+pub fn import_minilm(layout: &Layout, p: &mut HostParams, dir: &Path) -> Result<usize, ModelError> {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
+    let map = read_tensors(&bytes)?;
+    let mut n = 0;
+    for (i, s) in layout.specs.iter().enumerate() {
+        let Some((shape, v)) = map.get(&s.name) else {
+            continue;
+        };
+        let want = s.shape[0] * s.shape[1];
+        if v.len() != want {
+            return Err(ModelError::Weights(format!(
+                "MiniLM {}: shape {:?}, expected {:?}",
+                s.name, shape, s.shape
+            )));
+        }
+        let transpose = shape.len() == 2 && !s.name.starts_with("embeddings.");
+        p.values[i] = if transpose {
+            // PyTorch Linear stores [out, in]; we keep [in, out].
+            let (o, inn) = (shape[0], shape[1]);
+            let mut t = vec![0f32; want];
+            for r in 0..o {
+                for c in 0..inn {
+                    t[c * o + r] = v[r * inn + c];
+                }
+            }
+            t
+        } else {
+            v.clone()
+        };
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Write a model directory: `config.json`, `tokenizer.json`, `model.safetensors`.
+pub fn save_model_dir(
+    dir: &Path,
+    cfg: &ModelConfig,
+    layout: &Layout,
+    p: &HostParams,
+    tokenizer_json: &[u8],
+    storage: Storage,
+) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let cfg_json =
+        serde_json::to_vec_pretty(cfg).map_err(|e| ModelError::Config(e.to_string()))?;
+    write_atomic(&dir.join("config.json"), &cfg_json)?;
+    write_atomic(&dir.join("tokenizer.json"), tokenizer_json)?;
+    let bytes = serialize_params(layout, p, storage)?;
+    write_atomic(&dir.join("model.safetensors"), &bytes)
+}

@@ -1,0 +1,558 @@
+//! The training loop: batches, loss, AdamW, validation, checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use retort_core::Example;
+use retort_model::net::{HostParams, Layout, Net, Params, Part};
+use retort_model::render::{RenderLimits, Tok};
+use retort_model::targets::{Item, ItemLimits, build_gen_vocab};
+use retort_model::weights::{self, Storage, write_atomic};
+use retort_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::data::{self, Batch, build_items, epoch_plan, make_batch};
+use crate::eval::{self, calibrate};
+use crate::loss::{LossWeights, loss, set_ce, teacher_probs};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::plot;
+
+/// Everything `retort train` can set.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub train: PathBuf,
+    pub val: PathBuf,
+    pub out: PathBuf,
+    /// Start from this model directory instead of MiniLM + random decoder.
+    pub init: Option<PathBuf>,
+    /// MiniLM directory (model.safetensors, tokenizer.json).
+    pub minilm: PathBuf,
+    pub epochs: usize,
+    pub max_steps: Option<usize>,
+    /// Stop (after a checkpoint) when this much wall time has passed.
+    pub max_minutes: Option<f64>,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub weight_decay: f64,
+    pub clip_norm: f64,
+    pub loss: LossWeights,
+    pub teacher_model: Option<PathBuf>,
+    pub resume: bool,
+    pub seed: u64,
+    /// Longest rendered input while training.
+    pub max_src_len: usize,
+    /// Longest action sequence while training.
+    pub max_dec_steps: usize,
+    pub freeze_embeddings: bool,
+    /// Encoder layers (from the bottom) kept frozen.
+    pub freeze_layers: usize,
+    pub checkpoint_every: usize,
+    pub gen_vocab_size: usize,
+    /// Validation examples decoded per epoch for exact-call accuracy.
+    pub val_decode_limit: usize,
+    /// Use at most this many training examples.
+    pub limit_train: Option<usize>,
+    /// Tiny random network (tests, smoke runs).
+    pub tiny: bool,
+    /// Log a line every this many steps.
+    pub log_every: usize,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+impl TrainOptions {
+    pub fn new(train: PathBuf, val: PathBuf, out: PathBuf) -> Self {
+        TrainOptions {
+            train,
+            val,
+            out,
+            init: None,
+            minilm: PathBuf::from(".cache/minilm"),
+            epochs: 1,
+            max_steps: None,
+            max_minutes: None,
+            batch_size: 16,
+            lr: 3e-4,
+            warmup: 100,
+            weight_decay: 0.01,
+            clip_norm: 1.0,
+            loss: LossWeights {
+                temperature: 4.0,
+                alpha: 0.7,
+                beta: 0.3,
+            },
+            teacher_model: None,
+            resume: false,
+            seed: 17,
+            max_src_len: 192,
+            max_dec_steps: 64,
+            freeze_embeddings: true,
+            freeze_layers: 0,
+            checkpoint_every: 200,
+            gen_vocab_size: 2048,
+            val_decode_limit: 300,
+            limit_train: None,
+            tiny: false,
+            log_every: 20,
+            progress: true,
+        }
+    }
+}
+
+/// Position and history, saved with every checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: usize,
+    pub epoch: usize,
+    /// Batches of `epoch` already done.
+    pub batch_in_epoch: usize,
+    pub seed: u64,
+    pub train_curve: Vec<(usize, f64)>,
+    pub val_curve: Vec<(usize, f64)>,
+    pub val_acc: Vec<(usize, f64)>,
+    pub best_val_acc: Option<f64>,
+    pub examples_seen: usize,
+    pub train_seconds: f64,
+}
+
+/// The summary of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub examples_per_second: f64,
+    pub train_items: usize,
+    pub val_items: usize,
+    pub last_val_loss: Option<f64>,
+    pub last_val_accuracy: Option<f64>,
+    pub interrupted: bool,
+}
+
+fn trainable_mask(layout: &Layout, cfg: &ModelConfig, opts: &TrainOptions) -> Vec<bool> {
+    let frozen_layers = opts.freeze_layers.min(cfg.enc_layers);
+    layout
+        .specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i == layout.word {
+                return !opts.freeze_embeddings;
+            }
+            if s.part == Part::Embeddings {
+                return frozen_layers == 0;
+            }
+            if let Some(rest) = s.name.strip_prefix("encoder.layer.")
+                && let Some(n) = rest.split('.').next().and_then(|x| x.parse::<usize>().ok())
+            {
+                return n >= frozen_layers;
+            }
+            true
+        })
+        .collect()
+}
+
+fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+/// Write a checkpoint directory atomically (write `checkpoint.new`, then swap).
+fn save_checkpoint(
+    out: &Path,
+    cfg: &ModelConfig,
+    layout: &Layout,
+    params: &Params,
+    opt: &AdamW,
+    state: &TrainState,
+    tokenizer_json: &[u8],
+) -> Result<(), TrainError> {
+    let new = out.join("checkpoint.new");
+    let _ = std::fs::remove_dir_all(&new);
+    let host = params.to_host()?;
+    weights::save_model_dir(&new, cfg, layout, &host, tokenizer_json, Storage::F32)?;
+    let moments = opt.to_host(layout)?;
+    let items: Vec<(String, [usize; 2], &[f32])> = moments
+        .iter()
+        .map(|(n, s, v)| (n.clone(), *s, v.as_slice()))
+        .collect();
+    let bytes = weights::serialize_tensors(&items, Storage::F32)?;
+    write_atomic(&new.join("optim.safetensors"), &bytes)?;
+    let st = serde_json::to_vec_pretty(&(state, opt.t)).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    write_atomic(&new.join("state.json"), &st)?;
+    let cur = checkpoint_dir(out);
+    let old = out.join("checkpoint.old");
+    let _ = std::fs::remove_dir_all(&old);
+    if cur.exists() {
+        std::fs::rename(&cur, &old).map_err(|e| TrainError::io(&cur, e))?;
+    }
+    std::fs::rename(&new, &cur).map_err(|e| TrainError::io(&new, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TrainError> {
+    std::fs::read(path).map_err(|e| TrainError::io(path, e))
+}
+
+/// Validation loss (mean CE over steps) of items, batched.
+fn val_loss(net: &Net, params: &Params, items: &[Item], n_gen: usize, pad: u32, device: &Device, batch: usize) -> f64 {
+    let mut total = 0.0;
+    let mut weight = 0.0;
+    for chunk in items.chunks(batch.max(1)) {
+        let refs: Vec<&Item> = chunk.iter().collect();
+        let b = make_batch(&refs, n_gen, pad, device);
+        let enc = net.encode(params, &b.enc);
+        let logits = net.decode(params, enc, b.enc.pad_bias.clone(), &b.dec);
+        let w: f64 = b.weight.clone().sum().into_scalar::<f32>() as f64;
+        let ce = set_ce(logits, b.allowed_bias, b.target_bias, b.weight).into_scalar::<f32>() as f64;
+        total += ce * w;
+        weight += w;
+    }
+    if weight > 0.0 { total / weight } else { 0.0 }
+}
+
+fn inference_params(p: &Params) -> Params {
+    Params {
+        t: p.t.iter().map(|t| t.clone().inner()).collect(),
+    }
+}
+
+/// Run training. `stop` is set by the caller's Ctrl-C handler.
+pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary, TrainError> {
+    let device = Device::flex();
+    std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::io(&opts.out, e))?;
+    let (mut train_ex, bad_t) = data::load_jsonl(&opts.train)?;
+    let (val_ex, bad_v) = data::load_jsonl(&opts.val)?;
+    if let Some(n) = opts.limit_train {
+        train_ex.truncate(n);
+    }
+    println!(
+        "data: {} train examples ({} unreadable lines), {} validation examples ({} unreadable)",
+        train_ex.len(),
+        bad_t,
+        val_ex.len(),
+        bad_v
+    );
+    if train_ex.is_empty() {
+        return Err(TrainError::Invalid(format!("{}: no examples", opts.train.display())));
+    }
+    // Model configuration, tokenizer and initial weights.
+    let ckpt = checkpoint_dir(&opts.out);
+    let resume_dir = if opts.resume {
+        if ckpt.join("state.json").is_file() {
+            Some(ckpt.clone())
+        } else if opts.out.join("checkpoint.old/state.json").is_file() {
+            Some(opts.out.join("checkpoint.old"))
+        } else {
+            return Err(TrainError::Invalid(format!(
+                "--resume: no checkpoint in {}",
+                opts.out.display()
+            )));
+        }
+    } else {
+        None
+    };
+    let (cfg, host, tokenizer_json, from) = if let Some(dir) = resume_dir.as_ref().or(opts.init.as_ref()) {
+        let cfg = ModelConfig::from_json(&read(&dir.join("config.json"))?)?;
+        let layout = Layout::new(&cfg);
+        let host = weights::params_from_bytes(&layout, &read(&dir.join("model.safetensors"))?)?;
+        (cfg, host, read(&dir.join("tokenizer.json"))?, dir.display().to_string())
+    } else {
+        let tj = read(&opts.minilm.join("tokenizer.json")).map_err(|e| {
+            TrainError::Invalid(format!(
+                "{e}; fetch MiniLM with scripts/fetch-minilm.sh or pass --minilm DIR"
+            ))
+        })?;
+        let tok = Tok::from_bytes(&tj)?;
+        let gen_vocab = build_gen_vocab(&tok, &train_ex, opts.gen_vocab_size);
+        let cfg = if opts.tiny {
+            ModelConfig::tiny(gen_vocab)
+        } else {
+            ModelConfig::minilm(gen_vocab)
+        };
+        let layout = Layout::new(&cfg);
+        let mut host = HostParams::init(&layout, opts.seed);
+        let from = if opts.tiny {
+            "random init (tiny)".to_string()
+        } else {
+            let n = weights::import_minilm(&layout, &mut host, &opts.minilm)?;
+            format!("MiniLM ({n} tensors) + random decoder")
+        };
+        (cfg, host, tj, from)
+    };
+    let tok = Tok::from_bytes(&tokenizer_json)?;
+    let net = Net::new(cfg.clone(), &device)?;
+    let layout = net.layout.clone();
+    let n_gen = cfg.gen_vocab.len();
+    println!(
+        "model: {} parameters, generation vocabulary {}, from {}",
+        layout.count(),
+        n_gen,
+        from
+    );
+    let teacher = match &opts.teacher_model {
+        Some(dir) => {
+            let m = retort_model::Model::load(dir)?;
+            if m.cfg.gen_vocab != cfg.gen_vocab {
+                return Err(TrainError::Invalid(
+                    "--teacher-model must share the student's generation vocabulary (train the student with --init from it, or from the same data)".into(),
+                ));
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    // Items.
+    let lim = ItemLimits {
+        render: RenderLimits {
+            max_len: opts.max_src_len.min(cfg.max_positions),
+            tool_desc_tokens: cfg.tool_desc_tokens,
+            param_desc_tokens: cfg.param_desc_tokens,
+        },
+        max_steps: opts.max_dec_steps.min(cfg.max_steps),
+        max_value_tokens: cfg.max_value_tokens,
+    };
+    let t0 = Instant::now();
+    let built = build_items(&tok, &train_ex, &cfg.gen_vocab, lim);
+    let vbuilt = build_items(&tok, &val_ex, &cfg.gen_vocab, lim);
+    println!(
+        "items: {} train (skipped {:?}), {} validation (skipped {:?}) in {:.1}s",
+        built.items.len(),
+        built.skipped,
+        vbuilt.items.len(),
+        vbuilt.skipped,
+        t0.elapsed().as_secs_f64()
+    );
+    let has_soft = built.items.iter().any(|it| it.steps.iter().any(|s| s.soft.is_some()));
+    let mut lw = opts.loss;
+    if teacher.is_none() && !has_soft && lw.alpha > 0.0 {
+        println!(
+            "note: no teacher log-probabilities in the data and no --teacher-model: alpha set to 0 (sequence-level distillation on hard targets)"
+        );
+        lw.alpha = 0.0;
+    }
+    let items = built.items;
+    if items.is_empty() {
+        return Err(TrainError::Invalid("no usable training items".into()));
+    }
+    let val_items = vbuilt.items;
+    let val_decode: Vec<Example> = val_ex.iter().take(opts.val_decode_limit).cloned().collect();
+    let trainable = trainable_mask(&layout, &cfg, opts);
+    let n_trainable: usize = layout
+        .specs
+        .iter()
+        .zip(&trainable)
+        .filter(|x| *x.1)
+        .map(|(s, _)| s.shape[0] * s.shape[1])
+        .sum();
+    let batches_per_epoch = items.len().div_ceil(opts.batch_size.max(1));
+    let total_steps = opts
+        .max_steps
+        .unwrap_or(batches_per_epoch * opts.epochs.max(1))
+        .max(1);
+    println!(
+        "training: {} trainable parameters, {} batches/epoch of {}, {} steps, lr {} (warmup {}), T={} alpha={} beta={}",
+        n_trainable, batches_per_epoch, opts.batch_size, total_steps, opts.lr, opts.warmup, lw.temperature, lw.alpha, lw.beta
+    );
+    let mut params = host.to_device(&layout, &device, Some(&trainable));
+    let mut opt = AdamW::new(
+        AdamWConfig {
+            lr: opts.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: opts.weight_decay,
+            clip_norm: opts.clip_norm,
+            warmup: opts.warmup,
+            total_steps,
+            min_lr_frac: 0.1,
+        },
+        layout.specs.len(),
+    );
+    let mut state = TrainState {
+        seed: opts.seed,
+        ..Default::default()
+    };
+    if let Some(dir) = &resume_dir {
+        let (st, t): (TrainState, usize) = serde_json::from_slice(&read(&dir.join("state.json"))?)
+            .map_err(|e| TrainError::Invalid(format!("state.json: {e}")))?;
+        let map = weights::read_tensors(&read(&dir.join("optim.safetensors"))?)?;
+        opt.load_host(&layout, &map, &device);
+        opt.t = t;
+        state = st;
+        println!(
+            "resumed at step {} (epoch {}, batch {})",
+            state.step, state.epoch, state.batch_in_epoch
+        );
+    }
+    let seed = state.seed;
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(total_steps as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} steps, {msg}, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_position(state.step as u64);
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let run_start = Instant::now();
+    let seconds_before = state.train_seconds;
+    let examples_before = state.examples_seen;
+    let mut interrupted = false;
+    let mut window_loss = 0.0;
+    let mut window_n = 0usize;
+    let mut last_val: Option<(f64, f64)> = None;
+    'outer: while state.step < total_steps {
+        let plan = epoch_plan(&items, opts.batch_size, seed, state.epoch);
+        while state.batch_in_epoch < plan.len() {
+            if state.step >= total_steps {
+                break 'outer;
+            }
+            if stop.load(Ordering::SeqCst) {
+                interrupted = true;
+                break 'outer;
+            }
+            if let Some(m) = opts.max_minutes
+                && run_start.elapsed().as_secs_f64() > m * 60.0
+            {
+                println!("time budget of {m} minutes reached");
+                interrupted = true;
+                break 'outer;
+            }
+            let refs: Vec<&Item> = plan[state.batch_in_epoch].iter().map(|&i| &items[i]).collect();
+            let step_start = Instant::now();
+            let b: Batch = make_batch(&refs, n_gen, tok.pad, &device);
+            let soft = match &teacher {
+                Some(tm) => {
+                    let enc = tm.net.encode(&tm.params, &b.enc);
+                    let tl = tm.net.decode(&tm.params, enc, b.enc.pad_bias.clone(), &b.dec);
+                    Some((teacher_probs(tl, b.allowed_bias.clone(), lw.temperature), b.weight.clone()))
+                }
+                None => b.soft.clone(),
+            };
+            let enc = net.encode(&params, &b.enc);
+            let logits = net.decode(&params, enc, b.enc.pad_bias.clone(), &b.dec);
+            let parts = loss(logits, b.allowed_bias, b.target_bias, b.weight, soft, lw);
+            let grads = parts.total.backward();
+            let lval = parts.total.clone().into_scalar::<f32>() as f64;
+            let info = opt.step(&mut params, &grads, &trainable, &layout);
+            state.step += 1;
+            state.batch_in_epoch += 1;
+            state.examples_seen += refs.len();
+            state.train_seconds = seconds_before + run_start.elapsed().as_secs_f64();
+            if lval.is_finite() {
+                window_loss += lval;
+                window_n += 1;
+            }
+            let eps = (state.examples_seen - examples_before) as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_position(state.step as u64);
+            bar.set_message(format!("loss {lval:.3}, {eps:.1} ex/s"));
+            if state.step % opts.log_every.max(1) == 0 || state.step == total_steps {
+                let avg = window_loss / window_n.max(1) as f64;
+                state.train_curve.push((state.step, avg));
+                let left = (total_steps - state.step) as f64 * opts.batch_size as f64 / eps.max(1e-9);
+                tracing::info!(
+                    "step {}/{} epoch {} loss {:.4} lr {:.2e} grad_norm {:.2} {:.1} ex/s (step {:.0} ms, S={} T={}) ETA {:.0} min",
+                    state.step,
+                    total_steps,
+                    state.epoch,
+                    avg,
+                    info.lr,
+                    info.grad_norm,
+                    eps,
+                    step_start.elapsed().as_secs_f64() * 1000.0,
+                    b.space.src,
+                    b.steps,
+                    left / 60.0
+                );
+                window_loss = 0.0;
+                window_n = 0;
+            }
+            if opts.checkpoint_every > 0 && state.step % opts.checkpoint_every == 0 {
+                save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
+                let _ = plot::loss_curve(&opts.out.join("loss.svg"), &state.train_curve, &state.val_curve);
+            }
+        }
+        // End of epoch: validation.
+        let ip = inference_params(&params);
+        let vl = val_loss(&net, &ip, &val_items, n_gen, tok.pad, &device, opts.batch_size);
+        let rep = eval::evaluate(&net, &ip, &tok, &val_decode);
+        state.val_curve.push((state.step, vl));
+        state.val_acc.push((state.step, rep.accuracy()));
+        last_val = Some((vl, rep.accuracy()));
+        println!(
+            "epoch {} done at step {}: val loss {:.4}, exact-call accuracy {:.1}% ({}/{}, {} decode failures, {:.0} ms/example)",
+            state.epoch,
+            state.step,
+            vl,
+            100.0 * rep.accuracy(),
+            rep.exact,
+            rep.n,
+            rep.failures,
+            rep.millis / rep.n.max(1) as f64
+        );
+        if state.best_val_acc.is_none_or(|b| rep.accuracy() >= b) {
+            state.best_val_acc = Some(rep.accuracy());
+            let host = ip.to_host()?;
+            weights::save_model_dir(&opts.out.join("best"), &cfg, &layout, &host, &tokenizer_json, Storage::F32)?;
+        }
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+        save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
+        let _ = plot::loss_curve(&opts.out.join("loss.svg"), &state.train_curve, &state.val_curve);
+    }
+    bar.finish_and_clear();
+    save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
+    let host = params.to_host()?;
+    weights::save_model_dir(&opts.out.join("final"), &cfg, &layout, &host, &tokenizer_json, Storage::F32)?;
+    plot::loss_curve(&opts.out.join("loss.svg"), &state.train_curve, &state.val_curve)?;
+    let secs = run_start.elapsed().as_secs_f64().max(1e-9);
+    let summary = TrainSummary {
+        steps: state.step,
+        examples_per_second: (state.examples_seen - examples_before) as f64 / secs,
+        train_items: items.len(),
+        val_items: val_items.len(),
+        last_val_loss: last_val.map(|x| x.0),
+        last_val_accuracy: last_val.map(|x| x.1),
+        interrupted,
+    };
+    if interrupted {
+        println!(
+            "stopped at step {}; checkpoint in {} (continue with --resume)",
+            state.step,
+            checkpoint_dir(&opts.out).display()
+        );
+    }
+    Ok(summary)
+}
+
+/// Evaluate a model directory on a JSONL file, fit the confidence
+/// temperature, and optionally export it (compact storage) to `export`.
+pub fn evaluate_and_export(
+    model_dir: &Path,
+    val: &Path,
+    export: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<(eval::EvalReport, eval::Calibration), TrainError> {
+    let model = retort_model::Model::load(model_dir)?;
+    let (mut ex, _) = data::load_jsonl(val)?;
+    if let Some(n) = limit {
+        ex.truncate(n);
+    }
+    let rep = eval::evaluate(&model.net, &model.params, &model.tok, &ex);
+    let cal = calibrate(&rep.outcomes);
+    if let Some(dir) = export {
+        let mut cfg = model.cfg.clone();
+        cfg.confidence_temperature = cal.temperature;
+        let host = model.params.to_host()?;
+        weights::save_model_dir(dir, &cfg, &model.net.layout, &host, model.tokenizer_json(), Storage::Compact)?;
+    }
+    Ok((rep, cal))
+}
