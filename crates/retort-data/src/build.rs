@@ -2,7 +2,7 @@
 //! held-out tools, augment, and write `train.jsonl`, `val.jsonl`,
 //! `unlabelled.jsonl`, `tool_pool.jsonl` and `stats.json` (each atomically).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -452,10 +452,73 @@ pub fn build(opts: &BuildOptions) -> Result<Stats, DataError> {
     Ok(stats)
 }
 
-/// Names of held-out tools, for tests and reports.
-pub fn tool_names(examples: &[Example]) -> BTreeSet<String> {
-    examples
-        .iter()
-        .flat_map(|e| e.tools.iter().map(|t| t.name.clone()))
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retort_core::{Call, ToolFormat};
+
+    fn ex(id: &str, query: &str, tool: &str) -> Example {
+        Example {
+            id: id.into(),
+            source: "s".into(),
+            query: query.into(),
+            tools: vec![Tool::parse(&json!({"name": tool}), ToolFormat::Auto).expect("tool")],
+            calls: vec![Call::new(tool, Default::default())],
+            teacher: None,
+            context: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn file_check_counts_bfcl_matches() {
+        let mut bfcl = BfclIndex::default();
+        bfcl.add_entry(
+            &json!({"question": [[{"role": "user", "content": "Find the area, please!"}]],
+            "function": [{"name": "area_fn"}]}),
+        )
+        .expect("entry");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("train.jsonl");
+        write_jsonl(
+            &p,
+            &[
+                ex("a", "find the AREA please", "x"),
+                ex("b", "other", "area_fn"),
+                ex("c", "clean", "y"),
+            ],
+        )
+        .expect("write");
+        let c = check_files_against_bfcl(&[&p], &bfcl).expect("check");
+        assert_eq!(c["train.jsonl:bfcl_questions"], 1);
+        assert_eq!(c["train.jsonl:bfcl_tool_sets"], 1);
+        std::fs::write(&p, "{\"id\": 1}\n").expect("write");
+        let e = check_files_against_bfcl(&[&p], &bfcl).expect_err("not an example");
+        assert!(
+            e.to_string()
+                .contains("train.jsonl:1: not a canonical example"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn categories_always_list_all_four() {
+        let c = categories(&[ex("a", "q", "t")]);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c["single"], 1);
+        assert_eq!(c["no_call"], 0);
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        let opts = BuildOptions {
+            val_fraction: 1.5,
+            ..Default::default()
+        };
+        assert!(matches!(build(&opts), Err(DataError::Options(_))));
+        let opts = BuildOptions {
+            max_tools: 2,
+            ..Default::default()
+        };
+        assert!(matches!(build(&opts), Err(DataError::Options(_))));
+    }
 }

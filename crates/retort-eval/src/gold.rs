@@ -1,6 +1,7 @@
 //! The answer key as a prediction: the first acceptable value of every
-//! parameter (omitted where that value is `""`). A self-check of the
-//! scorer, and the reference a model's output is compared with.
+//! parameter. A parameter with `""` among its acceptable values is left out
+//! unless the schema requires it (then its first other value is taken, or
+//! `""` itself when there is none). A self-check of the scorer.
 //!
 //! For Java and JavaScript entries the values are written as the strings a
 //! function-calling model is asked for (`"42L"`, `"new int[]{1, 2}"`,

@@ -421,6 +421,78 @@ impl Report {
 mod tests {
     use super::*;
 
+    /// Answers `f(n)` with the integer from the query, `"bad"` as a string
+    /// (schema-invalid), and fails on `"boom"`.
+    struct Mock;
+
+    impl ToolCaller for Mock {
+        fn call(
+            &self,
+            query: &str,
+            _tools: &[retort_core::Tool],
+            _options: &CallOptions,
+        ) -> Result<retort_core::Prediction, retort_core::CallerError> {
+            if query == "boom" {
+                return Err(retort_core::CallerError::Model("exploded".into()));
+            }
+            let n = query
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::from(query));
+            let mut args = serde_json::Map::new();
+            args.insert("n".into(), n);
+            Ok(retort_core::Prediction {
+                calls: vec![Call::new("f", args)],
+                confidence: 0.5,
+            })
+        }
+    }
+
+    fn entry(id: &str, query: &str) -> Entry {
+        let f = serde_json::json!({"name": "f", "description": "d", "parameters": {"type": "dict",
+            "properties": {"n": {"type": "integer", "description": "n"}}, "required": ["n"]}});
+        Entry {
+            id: id.into(),
+            category: Category::SimplePython,
+            query: query.into(),
+            context: Vec::new(),
+            tools: vec![retort_core::Tool::parse(&f, retort_core::ToolFormat::Bfcl).expect("tool")],
+            functions: vec![f],
+            answer: Some(vec![serde_json::json!({"f": {"n": [3]}})]),
+        }
+    }
+
+    #[test]
+    fn evaluates_a_caller() {
+        let entries = [
+            entry("a", "3"),
+            entry("b", "4"),
+            entry("c", "bad"),
+            entry("d", "boom"),
+        ];
+        let r = evaluate_entries(&Mock, &entries, "mock");
+        let s = r.category(Category::SimplePython).expect("ran");
+        assert_eq!((s.correct, s.total), (1, 4));
+        assert_eq!(s.reasons.get(&Reason::WrongValue), Some(&1));
+        assert_eq!(s.reasons.get(&Reason::WrongType), Some(&1));
+        assert_eq!(s.reasons.get(&Reason::ModelError), Some(&1));
+        // Results keep the entries' order whatever rayon did.
+        let ids: Vec<&str> = r.entries.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        // Three calls made, one ("bad" for an integer) schema-invalid.
+        assert_eq!(
+            r.schema,
+            SchemaValidity {
+                calls: 3,
+                valid: 2,
+                invalid: 1
+            }
+        );
+        assert_eq!(r.latency.count, 4);
+        assert!(r.entries.iter().all(|e| e.latency_ms >= 0.0));
+        assert_eq!(r.model, "mock");
+    }
+
     #[test]
     fn percentiles_are_nearest_rank() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();

@@ -19,3 +19,9 @@ pub mod weights;
 pub use config::ModelConfig;
 pub use error::ModelError;
 pub use model::{Decoded, Model};
+pub mod testutil;
+
+#[cfg(test)]
+mod tests_grammar;
+#[cfg(test)]
+mod tests_net;

@@ -1,7 +1,7 @@
 //! Tokenizer and input rendering.
 //!
 //! The encoder reads `[CLS] query [SEP]` (segment 0), then for each tool
-//! `name : description ; param ( type , required ) enum : a | b description ; ... [SEP]`
+//! `name : description ; param ( type , required ) values : a | b description ; ... [SEP]`
 //! (segment 1). Every token keeps its byte span in [`Rendered::text`], so a
 //! value copied from the input keeps its original casing, and the positions of
 //! function names, parameter names and enum members are remembered for the
@@ -354,7 +354,7 @@ pub fn render(
         colon: single(tok, ":")?,
         semi: single(tok, ";")?,
         bar: single(tok, "|")?,
-        enum_word: single(tok, "enum")?,
+        enum_word: single(tok, "values")?,
     };
     let q = tok.encode(query)?;
     let max_query = limits.max_len.saturating_sub(8).max(1) / 2;
@@ -425,7 +425,7 @@ pub fn render(
             b.piece(&p.head_text, &p.head_toks, usize::MAX, 1);
             let mut enum_ids = Vec::new();
             if !p.enum_members.is_empty() {
-                push_sep(&mut b, seps.enum_word, "enum");
+                push_sep(&mut b, seps.enum_word, "values");
                 push_sep(&mut b, seps.colon, ":");
                 for (k, (text, toks)) in p.enum_members.iter().enumerate() {
                     if k > 0 {

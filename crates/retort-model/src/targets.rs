@@ -22,12 +22,19 @@ use crate::render::{RenderLimits, Rendered, Tok, render};
 pub struct Step {
     /// `(token, kind, pointer position)` fed to the decoder at this step.
     pub input: (u32, u32, Option<usize>),
-    /// Allowed outputs (indices into the output space).
-    pub allowed: Vec<u32>,
+    /// Allowed outputs: a bit set over the output space (64 per word).
+    pub allowed: Vec<u64>,
     /// Gold outputs (a subset of `allowed`).
     pub target: Vec<u32>,
     /// Teacher distribution over outputs, when the teacher gave one.
     pub soft: Option<Vec<(u32, f32)>>,
+}
+
+/// Indices set in a bit set.
+pub fn bits(set: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    set.iter().enumerate().flat_map(|(w, &word)| {
+        (0..64).filter(move |b| word >> b & 1 == 1).map(move |b| w * 64 + b)
+    })
 }
 
 /// A training example: the encoder input and its decoder steps.
@@ -135,12 +142,10 @@ pub fn replay(
     let mut input = (tok.pad, kind::BOS, None);
     for &c in choices {
         let mask = g.mask();
-        let allowed: Vec<u32> = mask
-            .iter()
-            .enumerate()
-            .filter(|x| *x.1)
-            .map(|x| x.0 as u32)
-            .collect();
+        let mut allowed = vec![0u64; mask.len().div_ceil(64)];
+        for (i, _) in mask.iter().enumerate().filter(|x| *x.1) {
+            allowed[i / 64] |= 1 << (i % 64);
+        }
         let mut target: Vec<u32> = Vec::new();
         match c {
             Choice::Action(a) => target.push(a as u32),

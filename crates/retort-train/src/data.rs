@@ -63,7 +63,7 @@ pub fn build_items(
             }
             Err(e) => {
                 let key = match e {
-                    Skip::Render(_) => "render".to_string(),
+                    Skip::Render(m) => format!("render: {}", m.chars().take(60).collect::<String>()),
                     other => other.to_string(),
                 };
                 *skipped.entry(key).or_default() += 1;
@@ -143,8 +143,8 @@ pub fn make_batch(items: &[&Item], n_gen: usize, pad: u32, device: &Device) -> B
             match it.steps.get(ti) {
                 Some(st) => {
                     weight[bi * t + ti] = 1.0;
-                    for &a in &st.allowed {
-                        allowed[row + remap(a, src)] = 0.0;
+                    for a in retort_model::targets::bits(&st.allowed) {
+                        allowed[row + remap(a as u32, src)] = 0.0;
                     }
                     for &g in &st.target {
                         target[row + remap(g, src)] = 0.0;

@@ -47,3 +47,6 @@ impl TrainError {
 }
 
 pub use trainer::{TrainOptions, train};
+
+#[cfg(test)]
+mod tests;

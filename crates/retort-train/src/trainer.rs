@@ -55,6 +55,10 @@ pub struct TrainOptions {
     pub gen_vocab_size: usize,
     /// Validation examples decoded per epoch for exact-call accuracy.
     pub val_decode_limit: usize,
+    /// Validation items scored for the validation loss.
+    pub val_loss_limit: usize,
+    /// Also validate every this many steps (0: only at epoch ends).
+    pub val_every: usize,
     /// Use at most this many training examples.
     pub limit_train: Option<usize>,
     /// Tiny random network (tests, smoke runs).
@@ -96,6 +100,8 @@ impl TrainOptions {
             checkpoint_every: 200,
             gen_vocab_size: 2048,
             val_decode_limit: 300,
+            val_loss_limit: 500,
+            val_every: 0,
             limit_train: None,
             tiny: false,
             log_every: 20,
@@ -220,13 +226,62 @@ fn inference_params(p: &Params) -> Params {
     }
 }
 
+/// Validation loss and exact-call accuracy; keeps the best model in `out/best`.
+#[allow(clippy::too_many_arguments)]
+fn validate(
+    net: &Net,
+    params: &Params,
+    val_items: &[Item],
+    val_decode: &[Example],
+    tok: &Tok,
+    opts: &TrainOptions,
+    state: &mut TrainState,
+    cfg: &ModelConfig,
+    layout: &Layout,
+    tokenizer_json: &[u8],
+) -> Result<(f64, f64), TrainError> {
+    let device = Device::flex();
+    let ip = inference_params(params);
+    let n_gen = cfg.gen_vocab.len();
+    let limit = opts.val_loss_limit.min(val_items.len());
+    let vl = val_loss(net, &ip, &val_items[..limit], n_gen, tok.pad, &device, opts.batch_size);
+    let rep = eval::evaluate(net, &ip, tok, val_decode);
+    state.val_curve.push((state.step, vl));
+    state.val_acc.push((state.step, rep.accuracy()));
+    println!(
+        "validation at step {} (epoch {}): loss {:.4} over {} items, exact-call accuracy {:.1}% ({}/{}, {} decode failures, {:.0} ms/example)",
+        state.step,
+        state.epoch,
+        vl,
+        limit,
+        100.0 * rep.accuracy(),
+        rep.exact,
+        rep.n,
+        rep.failures,
+        rep.millis / rep.n.max(1) as f64
+    );
+    if state.best_val_acc.is_none_or(|b| rep.accuracy() >= b) {
+        state.best_val_acc = Some(rep.accuracy());
+        let host = ip.to_host()?;
+        weights::save_model_dir(&opts.out.join("best"), cfg, layout, &host, tokenizer_json, Storage::F32)?;
+    }
+    Ok((vl, rep.accuracy()))
+}
+
 /// Run training. `stop` is set by the caller's Ctrl-C handler.
 pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary, TrainError> {
     let device = Device::flex();
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::io(&opts.out, e))?;
     let (mut train_ex, bad_t) = data::load_jsonl(&opts.train)?;
     let (val_ex, bad_v) = data::load_jsonl(&opts.val)?;
-    if let Some(n) = opts.limit_train {
+    if let Some(n) = opts.limit_train
+        && n < train_ex.len()
+    {
+        // A seeded random sample (files are often grouped by source).
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED);
+        train_ex.shuffle(&mut rng);
         train_ex.truncate(n);
     }
     println!(
@@ -475,40 +530,25 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
                 window_loss = 0.0;
                 window_n = 0;
             }
+            if opts.val_every > 0 && state.step % opts.val_every == 0 && state.step < total_steps {
+                last_val = Some(validate(&net, &params, &val_items, &val_decode, &tok, opts, &mut state, &cfg, &layout, &tokenizer_json)?);
+            }
             if opts.checkpoint_every > 0 && state.step % opts.checkpoint_every == 0 {
                 save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
                 let _ = plot::loss_curve(&opts.out.join("loss.svg"), &state.train_curve, &state.val_curve);
             }
         }
         // End of epoch: validation.
-        let ip = inference_params(&params);
-        let vl = val_loss(&net, &ip, &val_items, n_gen, tok.pad, &device, opts.batch_size);
-        let rep = eval::evaluate(&net, &ip, &tok, &val_decode);
-        state.val_curve.push((state.step, vl));
-        state.val_acc.push((state.step, rep.accuracy()));
-        last_val = Some((vl, rep.accuracy()));
-        println!(
-            "epoch {} done at step {}: val loss {:.4}, exact-call accuracy {:.1}% ({}/{}, {} decode failures, {:.0} ms/example)",
-            state.epoch,
-            state.step,
-            vl,
-            100.0 * rep.accuracy(),
-            rep.exact,
-            rep.n,
-            rep.failures,
-            rep.millis / rep.n.max(1) as f64
-        );
-        if state.best_val_acc.is_none_or(|b| rep.accuracy() >= b) {
-            state.best_val_acc = Some(rep.accuracy());
-            let host = ip.to_host()?;
-            weights::save_model_dir(&opts.out.join("best"), &cfg, &layout, &host, &tokenizer_json, Storage::F32)?;
-        }
+        last_val = Some(validate(&net, &params, &val_items, &val_decode, &tok, opts, &mut state, &cfg, &layout, &tokenizer_json)?);
         state.epoch += 1;
         state.batch_in_epoch = 0;
         save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
         let _ = plot::loss_curve(&opts.out.join("loss.svg"), &state.train_curve, &state.val_curve);
     }
     bar.finish_and_clear();
+    if !interrupted && state.val_curve.last().is_none_or(|v| v.0 != state.step) {
+        last_val = Some(validate(&net, &params, &val_items, &val_decode, &tok, opts, &mut state, &cfg, &layout, &tokenizer_json)?);
+    }
     save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
     let host = params.to_host()?;
     weights::save_model_dir(&opts.out.join("final"), &cfg, &layout, &host, &tokenizer_json, Storage::F32)?;
@@ -555,4 +595,9 @@ pub fn evaluate_and_export(
         weights::save_model_dir(dir, &cfg, &model.net.layout, &host, model.tokenizer_json(), Storage::Compact)?;
     }
     Ok((rep, cal))
+}
+
+/// Call `f` on Ctrl-C / SIGTERM (the trainer then checkpoints and stops).
+pub fn on_interrupt(f: impl Fn() + Send + 'static) -> Result<(), TrainError> {
+    ctrlc::set_handler(f).map_err(|e| TrainError::Invalid(format!("signal handler: {e}")))
 }

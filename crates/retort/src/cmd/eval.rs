@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use retort_core::{Call, ToolCaller};
+use retort_core::Call;
 use retort_eval::{Category, Failure, Reason, Report};
 
 #[derive(clap::Subcommand, Debug)]
@@ -71,15 +71,6 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Obtain the model to evaluate. The model crate (issue #4) plugs in here.
-fn load_caller(model: Option<&Path>) -> anyhow::Result<Box<dyn ToolCaller>> {
-    let what = model.map_or_else(
-        || "the embedded default model".to_string(),
-        |m| m.display().to_string(),
-    );
-    anyhow::bail!("cannot load {what}: no model available yet (issue #4)")
-}
-
 fn bfcl(args: BfclArgs) -> anyhow::Result<()> {
     let categories = if args.categories.is_empty() {
         Category::ALL.to_vec()
@@ -105,7 +96,7 @@ fn bfcl(args: BfclArgs) -> anyhow::Result<()> {
         let preds = read_predictions(path)?;
         score_predictions(&entries, &preds, &path.display().to_string())
     } else {
-        let caller = load_caller(args.model.as_deref())?;
+        let caller = super::serve::load_caller(args.model.as_deref())?;
         let name = args
             .model
             .as_ref()

@@ -1,13 +1,72 @@
-//! `retort info`.
+//! `retort info`: a model's configuration and parameter count by part.
 
-/// Not built yet (issue #4).
+use std::path::PathBuf;
+
+use anyhow::bail;
+use retort_model::net::Layout;
+use retort_model::{Model, ModelConfig};
+
+/// The parameter budget of the student (DESIGN.md).
+pub const MAX_PARAMS: usize = 26_500_000;
+
+/// Describe a model: configuration and parameter count by part.
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
-    /// Arguments are accepted once this stage lands.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// Model directory; without it, the embedded default model (or, in a
+    /// build without one, the default architecture).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
-pub fn run(_args: InfoArgs) -> anyhow::Result<()> {
-    Err(super::not_built("info", 4))
+pub fn run(a: InfoArgs) -> anyhow::Result<()> {
+    let (cfg, source) = match &a.model {
+        Some(dir) => (Model::load(dir)?.cfg, dir.display().to_string()),
+        None => match Model::embedded() {
+            Ok(m) => (m.cfg, "embedded default model".to_string()),
+            Err(e) => {
+                println!("note: {e}");
+                (
+                    ModelConfig::minilm(vec![0; 2048]),
+                    "default architecture (no weights)".to_string(),
+                )
+            }
+        },
+    };
+    let layout = Layout::new(&cfg);
+    println!("model: {source}");
+    println!(
+        "encoder: {} layers, d={}, {} heads, FFN {}, vocabulary {}, max {} input tokens",
+        cfg.enc_layers, cfg.hidden, cfg.heads, cfg.enc_ffn, cfg.vocab_size, cfg.max_positions
+    );
+    println!(
+        "decoder: {} layers, d={}, FFN {}, max {} steps; generation vocabulary {} word pieces + pointers",
+        cfg.dec_layers,
+        cfg.hidden,
+        cfg.dec_ffn,
+        cfg.max_steps,
+        cfg.gen_vocab.len()
+    );
+    println!("confidence temperature: {}", cfg.confidence_temperature);
+    println!("parameters:");
+    for (part, n) in layout.count_by_part() {
+        println!("  {:<11} {:>11}", part.as_str(), group(n));
+    }
+    let total = layout.count();
+    println!("  {:<11} {:>11}  (budget {})", "total", group(total), group(MAX_PARAMS));
+    if total > MAX_PARAMS {
+        bail!("{total} parameters exceed the budget of {MAX_PARAMS}");
+    }
+    Ok(())
+}
+
+fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -9,10 +9,3 @@ pub mod import_log;
 pub mod info;
 pub mod serve;
 pub mod train;
-
-/// The error for a subcommand whose stage has not landed yet.
-pub fn not_built(what: &str, issue: u32) -> anyhow::Error {
-    anyhow::anyhow!(
-        "`retort {what}` is not built yet (tracked in issue #{issue}); nothing was done"
-    )
-}

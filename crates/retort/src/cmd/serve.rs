@@ -99,13 +99,12 @@ fn parse_api_key(s: &str) -> Result<ApiKey, String> {
 /// The one place the CLI obtains a model (`serve`, `call`, `bench`): from
 /// `--model DIR`, or the embedded default model when `None`.
 pub fn load_caller(model: Option<&Path>) -> anyhow::Result<Arc<dyn ToolCaller>> {
-    match model {
-        Some(dir) => bail!(
-            "cannot load the model in {}: no model available yet (issue #4)",
-            dir.display()
-        ),
-        None => bail!("no model available yet (issue #4)"),
-    }
+    let loaded = match model {
+        Some(dir) => retort_model::Model::load(dir)
+            .with_context(|| format!("cannot load the model in {}", dir.display()))?,
+        None => retort_model::Model::embedded().context("cannot load the embedded default model")?,
+    };
+    Ok(Arc::new(loaded))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,13 +1,174 @@
-//! `retort train`.
+//! `retort train`: distill the student from teacher examples.
 
-/// Not built yet (issue #4).
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use retort_train::loss::LossWeights;
+use retort_train::{TrainOptions, train};
+
+/// Train the student by distillation (see crates/retort-train/README.md).
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Arguments are accepted once this stage lands.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// Training examples (canonical JSONL).
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// Validation examples (canonical JSONL; held-out tools).
+    #[arg(long)]
+    val: PathBuf,
+    /// Output directory (checkpoint/, best/, final/, loss.svg).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Start from this model directory instead of MiniLM + a random decoder.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Directory with all-MiniLM-L6-v2 (scripts/fetch-minilm.sh).
+    #[arg(long, default_value = ".cache/minilm")]
+    minilm: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Stop after this many optimizer steps (also sets the LR schedule length).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Stop (with a checkpoint) after this many minutes.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 100)]
+    warmup: usize,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Distillation temperature T.
+    #[arg(long, default_value_t = 4.0)]
+    temperature: f64,
+    /// Weight of the soft-target (KL) term.
+    #[arg(long, default_value_t = 0.7)]
+    alpha: f64,
+    /// Weight of the hard-target (CE) term.
+    #[arg(long, default_value_t = 0.3)]
+    beta: f64,
+    /// A trained model directory used as the teacher for soft targets.
+    #[arg(long)]
+    teacher_model: Option<PathBuf>,
+    /// Continue from OUT/checkpoint exactly where it stopped.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 17)]
+    seed: u64,
+    /// Longest rendered input while training (tokens).
+    #[arg(long, default_value_t = 192)]
+    max_src_len: usize,
+    /// Longest action sequence while training.
+    #[arg(long, default_value_t = 64)]
+    max_dec_steps: usize,
+    /// Also train the word embeddings (frozen by default).
+    #[arg(long)]
+    train_embeddings: bool,
+    /// Keep the lowest N encoder layers frozen.
+    #[arg(long, default_value_t = 0)]
+    freeze_layers: usize,
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: usize,
+    #[arg(long, default_value_t = 2048)]
+    gen_vocab_size: usize,
+    /// Validation examples decoded after each epoch for exact-call accuracy.
+    #[arg(long, default_value_t = 300)]
+    val_decode_limit: usize,
+    /// Validation items scored for the validation loss.
+    #[arg(long, default_value_t = 500)]
+    val_loss_limit: usize,
+    /// Also validate every N steps (0: only at epoch ends).
+    #[arg(long, default_value_t = 0)]
+    val_every: usize,
+    /// Use a seeded random sample of N training examples.
+    #[arg(long)]
+    limit_train: Option<usize>,
+    /// Tiny random network (smoke tests).
+    #[arg(long)]
+    tiny: bool,
+    /// Instead of training: evaluate --init on --val, fit the confidence
+    /// temperature, and write the model there in compact storage.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Instead of training: evaluate --init on --val only.
+    #[arg(long)]
+    eval_only: bool,
 }
 
-pub fn run(_args: TrainArgs) -> anyhow::Result<()> {
-    Err(super::not_built("train", 4))
+pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    if a.export.is_some() || a.eval_only {
+        let init = a
+            .init
+            .as_ref()
+            .context("--export/--eval-only need --init MODEL_DIR")?;
+        let (rep, cal) = retort_train::trainer::evaluate_and_export(
+            init,
+            &a.val,
+            a.export.as_deref(),
+            a.limit_train,
+        )?;
+        println!(
+            "{}: exact-call accuracy {:.2}% ({}/{}), {} decode failures, {:.1} ms/example",
+            a.val.display(),
+            100.0 * rep.accuracy(),
+            rep.exact,
+            rep.n,
+            rep.failures,
+            rep.millis / rep.n.max(1) as f64
+        );
+        println!(
+            "confidence: temperature {} (ECE {:.4} -> {:.4}, log loss {:.4} -> {:.4})",
+            cal.temperature, cal.ece_before, cal.ece_after, cal.nll_before, cal.nll_after
+        );
+        if let Some(dir) = &a.export {
+            println!("exported to {}", dir.display());
+        }
+        return Ok(());
+    }
+    let train_path = a.train.clone().context("--train FILE is required")?;
+    let out = a.out.clone().context("--out DIR is required")?;
+    let mut o = TrainOptions::new(train_path, a.val.clone(), out);
+    o.init = a.init;
+    o.minilm = a.minilm;
+    o.epochs = a.epochs;
+    o.max_steps = a.max_steps;
+    o.max_minutes = a.max_minutes;
+    o.batch_size = a.batch_size;
+    o.lr = a.lr;
+    o.warmup = a.warmup;
+    o.weight_decay = a.weight_decay;
+    o.loss = LossWeights {
+        temperature: a.temperature,
+        alpha: a.alpha,
+        beta: a.beta,
+    };
+    o.teacher_model = a.teacher_model;
+    o.resume = a.resume;
+    o.seed = a.seed;
+    o.max_src_len = a.max_src_len;
+    o.max_dec_steps = a.max_dec_steps;
+    o.freeze_embeddings = !a.train_embeddings;
+    o.freeze_layers = a.freeze_layers;
+    o.checkpoint_every = a.checkpoint_every;
+    o.gen_vocab_size = a.gen_vocab_size;
+    o.val_decode_limit = a.val_decode_limit;
+    o.limit_train = a.limit_train;
+    o.val_loss_limit = a.val_loss_limit;
+    o.val_every = a.val_every;
+    o.tiny = a.tiny;
+    o.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    ctrlc_handler(move || s2.store(true, Ordering::SeqCst))?;
+    let summary = train(&o, stop)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn ctrlc_handler(f: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+    retort_train::trainer::on_interrupt(f).context("installing the Ctrl-C handler")
 }

@@ -1,0 +1,239 @@
+//! Tests of rendering, the schema state machine and value read-back.
+
+use retort_core::{CallOptions, Tool, ToolFormat};
+use serde_json::json;
+
+use crate::grammar::{Choice, Grammar};
+use crate::net::action;
+use crate::render::{RenderLimits, render};
+use crate::testutil::tok;
+
+fn tools() -> Vec<Tool> {
+    Tool::parse_many(
+        &json!([
+            {"name": "get_weather", "description": "Current weather for a city",
+             "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "description": "City name"},
+                "units": {"type": "string", "enum": ["Celsius", "Fahrenheit"]},
+                "days": {"type": "integer"}},
+              "required": ["city"]}},
+            {"name": "buy", "description": "Buy a product",
+             "parameters": {"type": "object", "properties": {
+                "product": {"type": "string"},
+                "qty": {"type": "integer"},
+                "price": {"type": "number"},
+                "gift": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "string"}}},
+              "required": ["product", "qty"]}}
+        ]),
+        ToolFormat::Auto,
+    )
+    .expect("tools")
+}
+
+const LIM: RenderLimits = RenderLimits {
+    max_len: 512,
+    tool_desc_tokens: 24,
+    param_desc_tokens: 10,
+};
+
+#[test]
+fn render_keeps_offsets_and_name_positions() {
+    let Some(tok) = tok() else { return };
+    let ts = tools();
+    let q = "What is the weather in San Francisco?";
+    let r = render(&tok, q, &ts, LIM, &[]).expect("render");
+    assert_eq!(r.ids[0], tok.cls);
+    assert_eq!(r.tools.len(), 2);
+    // The function-name pointer lands on the name's first word piece.
+    let p = r.tools[0].start;
+    assert_eq!(&r.text[r.spans[p].0..r.spans[p].1], "get");
+    let city = r.tools[0].params[0].start;
+    assert_eq!(&r.text[r.spans[city].0..r.spans[city].1], "city");
+    // The query is the start of the text, so spans index the original query.
+    let sf = r.ids.iter().position(|&i| tok.text(i) == "san").expect("san");
+    assert_eq!(&q[r.spans[sf].0..r.spans[sf + 1].1], "San Francisco");
+    // Segments: 0 for the query, 1 for the tools.
+    assert_eq!(r.segs[1], 0);
+    assert_eq!(r.segs[p], 1);
+    assert_eq!(r.tools[0].params[1].enum_ids.len(), 2);
+}
+
+#[test]
+fn render_drops_tools_that_do_not_fit_but_keeps_gold() {
+    let Some(tok) = tok() else { return };
+    let ts = tools();
+    let small = RenderLimits {
+        max_len: 40,
+        ..LIM
+    };
+    let r = render(&tok, "buy a pen", &ts, small, &[1]).expect("render");
+    assert!(r.len() <= 40);
+    assert_eq!(r.tools.len(), 1);
+    assert_eq!(r.tools[0].index, 1);
+}
+
+fn drive(g: &mut Grammar<'_>, cs: &[Choice]) {
+    for &c in cs {
+        g.step(c).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn copy_restores_original_casing() {
+    let Some(tok) = tok() else { return };
+    let ts = tools();
+    let q = "Is it raining in San Francisco? Also buy an iPhone 15 Pro";
+    let r = render(&tok, q, &ts, LIM, &[]).expect("render");
+    let pos = |w: &str, from: usize| {
+        (from..r.len())
+            .find(|&i| tok.text(r.ids[i]) == w)
+            .expect("word")
+    };
+    let opts = CallOptions::default();
+    let mut g = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
+    let san = pos("san", 0);
+    drive(
+        &mut g,
+        &[
+            Choice::Function(0),
+            Choice::Param(0),
+            Choice::Token(r.ids[san], Some(san)),
+            Choice::Token(r.ids[san + 1], Some(san + 1)),
+            Choice::Action(action::END_VAL),
+            Choice::Action(action::END_CALL),
+            Choice::Function(1),
+            Choice::Param(0),
+        ],
+    );
+    let ip = pos("iphone", 0);
+    for k in 0..4 {
+        let c = Choice::Token(r.ids[ip + k], Some(ip + k));
+        drive(&mut g, &[c]);
+    }
+    // qty = 2, generated (not copied).
+    let two = tok.ids("2").expect("ids")[0];
+    drive(
+        &mut g,
+        &[
+            Choice::Action(action::END_VAL),
+            Choice::Param(1),
+            Choice::Token(two, None),
+            Choice::Action(action::END_VAL),
+            Choice::Action(action::END_CALL),
+            Choice::Action(action::STOP),
+        ],
+    );
+    assert!(g.is_done());
+    assert_eq!(g.calls.len(), 2);
+    assert_eq!(g.calls[0].arguments["city"], json!("San Francisco"));
+    assert_eq!(g.calls[1].arguments["product"], json!("iPhone 15 Pro"));
+    assert_eq!(g.calls[1].arguments["qty"], json!(2));
+    retort_core::validate_all(&g.calls, &ts).expect("valid");
+}
+
+#[test]
+fn masks_follow_the_schema() {
+    let Some(tok) = tok() else { return };
+    let ts = tools();
+    let r = render(&tok, "buy 3 pens for 2.5 dollars", &ts, LIM, &[]).expect("render");
+    let opts = CallOptions {
+        require_call: true,
+        ..Default::default()
+    };
+    let mut g = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
+    // require_call: STOP is not allowed before the first call.
+    assert!(!g.allowed(Choice::Action(action::STOP)));
+    assert!(g.allowed(Choice::Function(1)));
+    drive(&mut g, &[Choice::Function(1)]);
+    // Required parameters before END_CALL.
+    assert!(!g.allowed(Choice::Action(action::END_CALL)));
+    drive(&mut g, &[Choice::Param(1)]);
+    // Integer: digits or a sign, never words or a dot.
+    let id = |s: &str| tok.ids(s).expect("ids")[0];
+    assert!(g.allowed(Choice::Token(id("3"), None)));
+    assert!(g.allowed(Choice::Token(id("-"), None)));
+    assert!(!g.allowed(Choice::Token(id("pens"), None)));
+    assert!(!g.allowed(Choice::Action(action::END_VAL)));
+    drive(&mut g, &[Choice::Token(id("3"), None)]);
+    assert!(!g.allowed(Choice::Token(id("."), None)));
+    drive(&mut g, &[Choice::Action(action::END_VAL)]);
+    // A parameter only once.
+    assert!(!g.allowed(Choice::Param(1)));
+    drive(&mut g, &[Choice::Param(2)]);
+    // Number: a dot is fine after digits.
+    drive(&mut g, &[Choice::Token(id("2"), None)]);
+    assert!(g.allowed(Choice::Token(id("."), None)));
+    drive(
+        &mut g,
+        &[
+            Choice::Token(id("."), None),
+            Choice::Token(id("5"), None),
+            Choice::Action(action::END_VAL),
+            Choice::Param(3),
+        ],
+    );
+    // Boolean: true/false only.
+    assert!(g.allowed(Choice::Token(id("true"), None)));
+    assert!(!g.allowed(Choice::Token(id("yes"), None)));
+    drive(
+        &mut g,
+        &[
+            Choice::Token(id("false"), None),
+            Choice::Action(action::END_VAL),
+            Choice::Param(4),
+        ],
+    );
+    // Arrays: element by element.
+    assert!(g.allowed(Choice::Action(action::END_VAL)), "empty array");
+    assert!(!g.allowed(Choice::Action(action::NEXT_ELEM)));
+    drive(
+        &mut g,
+        &[
+            Choice::Token(id("red"), None),
+            Choice::Action(action::NEXT_ELEM),
+            Choice::Token(id("blue"), None),
+            Choice::Action(action::END_VAL),
+            Choice::Action(action::END_CALL),
+        ],
+    );
+    let c = &g.calls[0];
+    assert_eq!(c.arguments["qty"], json!(3));
+    assert_eq!(c.arguments["price"], json!(2.5));
+    assert_eq!(c.arguments["gift"], json!(false));
+    assert_eq!(c.arguments["tags"], json!(["red", "blue"]));
+}
+
+#[test]
+fn enum_values_only_members_and_options() {
+    let Some(tok) = tok() else { return };
+    let ts = tools();
+    let r = render(&tok, "weather in Oslo in fahrenheit", &ts, LIM, &[]).expect("render");
+    let opts = CallOptions {
+        single_call_only: true,
+        force_function: Some("get_weather".into()),
+        ..Default::default()
+    };
+    let mut g = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
+    assert!(!g.allowed(Choice::Function(1)), "forced function only");
+    assert!(!g.allowed(Choice::Action(action::STOP)), "forced: a call is required");
+    drive(&mut g, &[Choice::Function(0), Choice::Param(1)]);
+    let members = &r.tools[0].params[1].enum_ids;
+    let first = members[1][0];
+    assert!(g.allowed(Choice::Token(first, None)));
+    assert!(!g.allowed(Choice::Token(tok.ids("kelvin").expect("ids")[0], None)));
+    for &t in &members[1] {
+        drive(&mut g, &[Choice::Token(t, None)]);
+    }
+    drive(&mut g, &[Choice::Action(action::END_VAL), Choice::Param(0)]);
+    let oslo = tok.ids("oslo").expect("ids");
+    for t in oslo {
+        drive(&mut g, &[Choice::Token(t, None)]);
+    }
+    drive(&mut g, &[Choice::Action(action::END_VAL), Choice::Action(action::END_CALL)]);
+    // single_call_only: no second call.
+    assert!(!g.allowed(Choice::Function(0)));
+    drive(&mut g, &[Choice::Action(action::STOP)]);
+    assert_eq!(g.calls[0].arguments["units"], json!("Fahrenheit"));
+    assert_eq!(g.calls[0].arguments["city"], json!("oslo"));
+}

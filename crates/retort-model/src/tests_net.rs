@@ -1,0 +1,134 @@
+//! Tests of the network, the MiniLM import and the model files.
+
+use burn::tensor::Device;
+use retort_core::{CallOptions, Tool, ToolFormat};
+use serde_json::json;
+
+use crate::config::ModelConfig;
+use crate::model::Model;
+use crate::net::{EncBatch, HostParams, Layout, Net};
+use crate::testutil::{minilm_dir, tokenizer_json};
+use crate::weights::{self, Storage};
+
+#[test]
+fn model_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Model>();
+}
+
+#[test]
+fn shipped_shape_is_within_budget() {
+    let layout = Layout::new(&ModelConfig::minilm(vec![0; 2048]));
+    let total = layout.count();
+    assert!(total <= 26_500_000, "{total}");
+    // MiniLM without its pooler: 22,565,376.
+    let enc: usize = layout
+        .count_by_part()
+        .iter()
+        .filter(|(p, _)| matches!(p, crate::net::Part::Embeddings | crate::net::Part::Encoder))
+        .map(|x| x.1)
+        .sum();
+    assert_eq!(enc, 22_565_376);
+}
+
+/// Reference: a numpy BERT forward over the same safetensors (erf GELU,
+/// eps 1e-12) for `[CLS] hello world [SEP]` with segments 0,0,1,1.
+#[test]
+fn minilm_encoder_matches_reference() {
+    let Some(dir) = minilm_dir() else { return };
+    let cfg = ModelConfig::minilm(vec![0]);
+    let device = Device::flex();
+    let net = Net::new(cfg, &device).expect("net");
+    let mut host = HostParams::init(&net.layout, 1);
+    let n = weights::import_minilm(&net.layout, &mut host, &dir).expect("import");
+    assert_eq!(n, 101);
+    let p = host.to_device(&net.layout, &device, None);
+    let x = EncBatch::new(&[(&[101, 7592, 2088, 102], &[0, 0, 1, 1])], 0, &device);
+    let h = net
+        .encode(&p, &x)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
+    let cls = [0.180679, 0.061421, 0.071763, 0.273216, -0.135695, -0.387857];
+    let tok2 = [-0.235497, 0.330782, -0.306917, -0.177373, 0.277979, -1.800741];
+    for i in 0..6 {
+        assert!((h[i] - cls[i]).abs() < 1e-4, "cls[{i}] {} vs {}", h[i], cls[i]);
+        assert!(
+            (h[2 * 384 + i] - tok2[i]).abs() < 1e-4,
+            "tok2[{i}] {} vs {}",
+            h[2 * 384 + i],
+            tok2[i]
+        );
+    }
+}
+
+fn weather_tools() -> Vec<Tool> {
+    Tool::parse_many(
+        &json!([{"name": "get_weather", "description": "Weather in a city",
+          "parameters": {"type": "object", "properties": {
+            "city": {"type": "string"}, "units": {"type": "string", "enum": ["c", "f"]}},
+          "required": ["city"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools")
+}
+
+#[test]
+fn save_then_load_gives_identical_outputs() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let layout = Layout::new(&cfg);
+    let host = HostParams::init(&layout, 7);
+    let m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let dir = tempfile::tempdir().expect("tmp");
+    m.save(dir.path(), Storage::F32).expect("save");
+    let back = Model::load(dir.path()).expect("load");
+    assert_eq!(back.params.to_host().expect("host"), host);
+    let tools = weather_tools();
+    let q = "What is the weather in San Francisco?";
+    let a = m.predict(q, &tools, &CallOptions::default()).expect("a");
+    let b = back.predict(q, &tools, &CallOptions::default()).expect("b");
+    assert_eq!(a, b);
+    // Random weights still give schema-valid output (constrained decoding).
+    retort_core::validate_all(&a.calls, &tools).expect("valid");
+}
+
+#[test]
+fn compact_storage_is_close_and_small() {
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let layout = Layout::new(&cfg);
+    let host = HostParams::init(&layout, 3);
+    let f32b = weights::serialize_params(&layout, &host, Storage::F32).expect("f32");
+    let cb = weights::serialize_params(&layout, &host, Storage::Compact).expect("compact");
+    assert!(cb.len() * 3 < f32b.len(), "{} vs {}", cb.len(), f32b.len());
+    let back = weights::params_from_bytes(&layout, &cb).expect("read");
+    for (a, b) in host.values.iter().zip(&back.values) {
+        let m = a.iter().fold(0f32, |x, y| x.max(y.abs()));
+        for (x, y) in a.iter().zip(b) {
+            // int8 per row: at most half a step of the row's scale (m/127).
+            assert!((x - y).abs() <= m / 127.0 * 0.51 + 1e-3 * x.abs().max(1e-3), "{x} vs {y}");
+        }
+    }
+    let exact = weights::params_from_bytes(&layout, &f32b).expect("read");
+    assert_eq!(exact, host);
+}
+
+#[test]
+fn embedded_model_loads_or_says_why() {
+    match Model::embedded() {
+        Ok(m) => assert!(Layout::new(&m.cfg).count() <= 26_500_000),
+        Err(e) => assert!(e.to_string().contains("--model"), "{e}"),
+    }
+}
+
+#[test]
+fn bad_model_files_are_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    assert!(Model::load(dir.path()).is_err());
+    std::fs::write(dir.path().join("config.json"), b"{not json").expect("w");
+    std::fs::write(dir.path().join("tokenizer.json"), b"{}").expect("w");
+    std::fs::write(dir.path().join("model.safetensors"), b"garbage").expect("w");
+    assert!(Model::load(dir.path()).is_err());
+    let cfg = ModelConfig::tiny(vec![1]);
+    assert!(Model::from_bytes(&serde_json::to_vec(&cfg).expect("j"), b"{}", b"garbage").is_err());
+}
