@@ -189,6 +189,7 @@ pub fn greedy(
     let s = r.len();
     let enc_in = EncBatch::new(&[(&r.ids, &r.segs)], tok.pad, device);
     let enc = net.encode(params, &enc_in);
+    let prep = net.prepare(params, enc, enc_in.pad_bias.clone());
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
@@ -198,9 +199,7 @@ pub fn greedy(
     let mut steps = 0;
     while !g.is_done() && steps < max_steps {
         let dec_in = DecBatch::new(std::slice::from_ref(&inputs), s, device);
-        let logits = net.decode(params, enc.clone(), enc_in.pad_bias.clone(), &dec_in);
-        let [_, t, v] = logits.dims();
-        let last: Tensor<3> = logits.slice([0..1, t - 1..t, 0..v]);
+        let last: Tensor<3> = net.decode_prepared(params, &prep, &dec_in, true);
         let z = last
             .into_data()
             .try_into_vec::<f32>()

@@ -421,6 +421,41 @@ fn ln3(p: &Params, l: Ln, x: Tensor<3>, eps: f64) -> Tensor<3> {
     y * g + b
 }
 
+fn split_heads(t: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [b, s, d] = t.dims();
+    t.reshape([b, s, heads, d / heads]).swap_dims(1, 2)
+}
+
+/// Keys and values of `xkv`, split into heads: `[B, H, S, dh]` each.
+fn project_kv(p: &Params, a: Attn, heads: usize, xkv: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+    (
+        split_heads(lin3(p, a.k, xkv.clone()), heads),
+        split_heads(lin3(p, a.v, xkv), heads),
+    )
+}
+
+/// Attention of `xq` over projected keys and values.
+fn attend(
+    p: &Params,
+    a: Attn,
+    heads: usize,
+    xq: Tensor<3>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Option<Tensor<4>>,
+) -> Tensor<3> {
+    let [b, sq, d] = xq.dims();
+    let dh = d / heads;
+    let q = split_heads(lin3(p, a.q, xq), heads);
+    let mut scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt();
+    if let Some(bias) = bias {
+        scores = scores + bias;
+    }
+    let probs = activation::softmax(scores, 3);
+    let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, sq, d]);
+    lin3(p, a.o, ctx)
+}
+
 /// Multi-head attention. `bias`: additive mask broadcastable to `[B, H, Sq, Sk]`.
 fn attention(
     p: &Params,
@@ -430,20 +465,20 @@ fn attention(
     xkv: Tensor<3>,
     bias: Option<Tensor<4>>,
 ) -> Tensor<3> {
-    let [b, sq, d] = xq.dims();
-    let sk = xkv.dims()[1];
-    let dh = d / heads;
-    let split = |t: Tensor<3>, s: usize| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
-    let q = split(lin3(p, a.q, xq), sq);
-    let k = split(lin3(p, a.k, xkv.clone()), sk);
-    let v = split(lin3(p, a.v, xkv), sk);
-    let mut scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt();
-    if let Some(bias) = bias {
-        scores = scores + bias;
-    }
-    let probs = activation::softmax(scores, 3);
-    let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, sq, d]);
-    lin3(p, a.o, ctx)
+    let (k, v) = project_kv(p, a, heads, xkv);
+    attend(p, a, heads, xq, k, v, bias)
+}
+
+/// What the decoder derives from the encoder once per request: the
+/// cross-attention keys and values of every layer, the pointer keys and the
+/// generation-vocabulary table.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub enc: Tensor<3>,
+    pub pad_bias: Tensor<4>,
+    pub cross_kv: Vec<(Tensor<4>, Tensor<4>)>,
+    pub ptr_k: Tensor<3>,
+    pub gen_table: Tensor<2>,
 }
 
 /// A batch of encoder inputs (right-padded).
@@ -581,13 +616,31 @@ impl Net {
 
     /// Decoder plus output heads: logits `[B, T, A + G + S]` over the output
     /// space of [`OutSpace`] (source positions unmasked: callers mask).
-    pub fn decode(
-        &self,
-        p: &Params,
-        enc: Tensor<3>,
-        pad_bias: Tensor<4>,
-        y: &DecBatch,
-    ) -> Tensor<3> {
+    pub fn decode(&self, p: &Params, enc: Tensor<3>, pad_bias: Tensor<4>, y: &DecBatch) -> Tensor<3> {
+        let prep = self.prepare(p, enc, pad_bias);
+        self.decode_prepared(p, &prep, y, false)
+    }
+
+    /// The per-request part of decoding that does not depend on the steps.
+    pub fn prepare(&self, p: &Params, enc: Tensor<3>, pad_bias: Tensor<4>) -> Prepared {
+        let l = &self.layout;
+        let cross_kv = l
+            .dec
+            .iter()
+            .map(|layer| project_kv(p, layer.cross, self.cfg.heads, enc.clone()))
+            .collect();
+        Prepared {
+            ptr_k: lin3(p, l.ptr_k, enc.clone()),
+            gen_table: p.get(l.word).select(0, self.gen_ids.clone()),
+            cross_kv,
+            enc,
+            pad_bias,
+        }
+    }
+
+    /// Decoder over prepared encoder states. With `last_only`, the output
+    /// heads run on the last step only (`[B, 1, V]`), as greedy decoding needs.
+    pub fn decode_prepared(&self, p: &Params, prep: &Prepared, y: &DecBatch, last_only: bool) -> Tensor<3> {
         let l = &self.layout;
         let c = &self.cfg;
         let [b, t] = y.toks.dims();
@@ -596,46 +649,43 @@ impl Net {
         let mut x = embed(p.get(l.word), y.toks.clone())
             + embed(p.get(l.dec_kind), y.kinds.clone())
             + p.get(l.dec_pos).slice([0..tt]).unsqueeze_dim::<3>(0)
-            + y.ptr.clone().matmul(enc.clone());
-        let causal: Tensor<2, Bool> = Tensor::<2, Bool>::tril_mask([t, t], 0, &device);
+            + y.ptr.clone().matmul(prep.enc.clone());
         // tril_mask marks the positions to mask (above the diagonal).
+        let causal = Tensor::<2, Bool>::tril_mask([t, t], 0, &device);
         let causal_bias = Tensor::<2>::zeros([t, t], &device)
             .mask_fill(causal, -1.0e4)
             .reshape([1, 1, t, t]);
-        for layer in &l.dec {
+        for (layer, (ck, cv)) in l.dec.iter().zip(&prep.cross_kv) {
             let hn = ln3(p, layer.ln_self, x.clone(), 1e-5);
-            x = x + attention(
-                p,
-                layer.self_attn,
-                c.heads,
-                hn.clone(),
-                hn,
-                Some(causal_bias.clone()),
-            );
+            x = x + attention(p, layer.self_attn, c.heads, hn.clone(), hn, Some(causal_bias.clone()));
             let hn = ln3(p, layer.ln_cross, x.clone(), 1e-5);
-            x = x + attention(
+            x = x + attend(
                 p,
                 layer.cross,
                 c.heads,
                 hn,
-                enc.clone(),
-                Some(pad_bias.clone()),
+                ck.clone(),
+                cv.clone(),
+                Some(prep.pad_bias.clone()),
             );
             let hn = ln3(p, layer.ln_ff, x.clone(), 1e-5);
             x = x + lin3(p, layer.ff2, activation::gelu(lin3(p, layer.ff1, hn)));
         }
+        let x = if last_only && t > 1 {
+            x.slice([0..b, t - 1..t])
+        } else {
+            x
+        };
+        let t = x.dims()[1];
         let h = ln3(p, l.dec_ln, x, 1e-5);
         let d = c.hidden;
-        let s = enc.dims()[1];
         let act = lin3(p, l.act, h.clone());
-        let gen_table = p.get(l.word).select(0, self.gen_ids.clone());
-        let g = gen_table.dims()[0];
+        let g = prep.gen_table.dims()[0];
         let gq = lin3(p, l.gen_q, h.clone()).reshape([b * t, d]);
-        let gen_logits = (gq.matmul(gen_table.transpose()) + p.get(l.gen_bias)).reshape([b, t, g]);
+        let gen_logits =
+            (gq.matmul(prep.gen_table.clone().transpose()) + p.get(l.gen_bias)).reshape([b, t, g]);
         let pq = lin3(p, l.ptr_q, h);
-        let pk = lin3(p, l.ptr_k, enc);
-        let ptr = pq.matmul(pk.swap_dims(1, 2)) / (d as f64).sqrt();
-        let _ = s;
+        let ptr = pq.matmul(prep.ptr_k.clone().swap_dims(1, 2)) / (d as f64).sqrt();
         Tensor::cat(vec![act, gen_logits, ptr], 2)
     }
 }

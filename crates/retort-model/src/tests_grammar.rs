@@ -64,11 +64,11 @@ fn render_drops_tools_that_do_not_fit_but_keeps_gold() {
     let Some(tok) = tok() else { return };
     let ts = tools();
     let small = RenderLimits {
-        max_len: 40,
+        max_len: 64,
         ..LIM
     };
     let r = render(&tok, "buy a pen", &ts, small, &[1]).expect("render");
-    assert!(r.len() <= 40);
+    assert!(r.len() <= 64);
     assert_eq!(r.tools.len(), 1);
     assert_eq!(r.tools[0].index, 1);
 }
@@ -107,7 +107,8 @@ fn copy_restores_original_casing() {
         ],
     );
     let ip = pos("iphone", 0);
-    for k in 0..4 {
+    let n = tok.ids("iPhone 15 Pro").expect("ids").len();
+    for k in 0..n {
         let c = Choice::Token(r.ids[ip + k], Some(ip + k));
         drive(&mut g, &[c]);
     }
@@ -193,6 +194,17 @@ fn masks_follow_the_schema() {
             Choice::Token(id("red"), None),
             Choice::Action(action::NEXT_ELEM),
             Choice::Token(id("blue"), None),
+            Choice::Action(action::END_VAL),
+        ],
+    );
+    // "product" is required and still missing.
+    assert!(!g.allowed(Choice::Action(action::END_CALL)));
+    let pen = id("pens");
+    drive(
+        &mut g,
+        &[
+            Choice::Param(0),
+            Choice::Token(pen, None),
             Choice::Action(action::END_VAL),
             Choice::Action(action::END_CALL),
         ],

@@ -136,10 +136,6 @@ mod tests {
                 "tool \"f\": $.properties.n: integer bounds lie outside the 64-bit range",
             ),
             (
-                json!({"required": ["city"]}),
-                "tool \"f\": $: required property \"city\" is not declared in properties",
-            ),
-            (
                 json!({"type": "object", "properties": {"a": {"type": "array", "minItems": 100000}}}),
                 "tool \"f\": $.properties.a: minItems is larger than 256",
             ),
@@ -148,5 +144,16 @@ mod tests {
             let e = check_tool(&tool(params.clone())).expect_err(&params.to_string());
             assert!(e.to_string().starts_with(want), "{e} vs {want}");
         }
+        // An untyped schema whose `required` names nothing declared is
+        // already refused by retort-core's parser.
+        let e = Tool::parse(
+            &json!({"name": "f", "parameters": {"required": ["city"]}}),
+            ToolFormat::Auto,
+        )
+        .expect_err("core refuses it");
+        assert_eq!(
+            e.to_string(),
+            "tool \"f\": $: required property \"city\" is not declared in properties"
+        );
     }
 }
