@@ -89,7 +89,7 @@ impl ModelConfig {
     /// Check the invariants the network relies on.
     pub fn check(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
-        if self.hidden == 0 || self.heads == 0 || self.hidden % self.heads != 0 {
+        if self.hidden == 0 || self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
             return bad(format!(
                 "hidden ({}) must be a positive multiple of heads ({})",
                 self.hidden, self.heads
@@ -101,7 +101,11 @@ impl ModelConfig {
         if self.max_steps < 4 || self.enc_ffn == 0 || self.dec_ffn == 0 {
             return bad("max_steps, enc_ffn and dec_ffn must be positive".into());
         }
-        if let Some(t) = self.gen_vocab.iter().find(|&&t| t as usize >= self.vocab_size) {
+        if let Some(t) = self
+            .gen_vocab
+            .iter()
+            .find(|&&t| t as usize >= self.vocab_size)
+        {
             return bad(format!("gen_vocab id {t} is outside the vocabulary"));
         }
         if !(self.confidence_temperature.is_finite() && self.confidence_temperature > 0.0) {

@@ -8,7 +8,7 @@
 //! machine produces the training masks from gold calls, so the model is
 //! trained on exactly the distributions it decodes from.
 
-use retort_core::{CallOptions, Call, Schema, SchemaType, Tool};
+use retort_core::{Call, CallOptions, Schema, SchemaType, Tool};
 use serde_json::{Map, Value};
 
 use crate::net::{OutSpace, action};
@@ -168,7 +168,9 @@ impl<'a> Grammar<'a> {
             VKind::Enum(members, _) => {
                 let n = v.cur.len();
                 members.iter().any(|m| {
-                    m.len() > n && m.get(n) == Some(&t) && m[..n].iter().eq(v.cur.iter().map(|x| &x.0))
+                    m.len() > n
+                        && m.get(n) == Some(&t)
+                        && m[..n].iter().eq(v.cur.iter().map(|x| &x.0))
                 })
             }
             VKind::Integer => match last {
@@ -177,7 +179,10 @@ impl<'a> Grammar<'a> {
                 Some(_) => c & class::HASH_DIGITS != 0 && v.cur.len() < 8,
             },
             VKind::Number => {
-                let seen_dot = v.cur.iter().any(|x| self.tok.class_of(x.0) & class::DOT != 0);
+                let seen_dot = v
+                    .cur
+                    .iter()
+                    .any(|x| self.tok.class_of(x.0) & class::DOT != 0);
                 match last {
                     None => c & (class::DIGITS | class::MINUS) != 0,
                     Some(l) if l & class::MINUS != 0 => c & class::DIGITS != 0,
@@ -201,10 +206,9 @@ impl<'a> Grammar<'a> {
             VKind::Enum(members, _) => members
                 .iter()
                 .any(|m| m.iter().eq(v.cur.iter().map(|x| &x.0))),
-            VKind::Integer | VKind::Number => v
-                .cur
-                .last()
-                .is_some_and(|x| digit(self.tok.class_of(x.0))),
+            VKind::Integer | VKind::Number => {
+                v.cur.last().is_some_and(|x| digit(self.tok.class_of(x.0)))
+            }
             VKind::Boolean => v.cur.len() == 1,
             VKind::Text => !v.array || !v.cur.is_empty(),
             VKind::Json => !v.cur.is_empty() || !v.array,
@@ -213,10 +217,7 @@ impl<'a> Grammar<'a> {
 
     fn action_ok(&self, a: usize) -> bool {
         match &self.state {
-            State::Between => {
-                a == action::STOP
-                    && (!self.require_call || !self.calls.is_empty())
-            }
+            State::Between => a == action::STOP && (!self.require_call || !self.calls.is_empty()),
             State::InCall { tool, used } => {
                 a == action::END_CALL
                     && self.tool_def(*tool).is_some_and(|t| {
@@ -272,10 +273,7 @@ impl<'a> Grammar<'a> {
             Choice::Param(k) => self.param_ok(k),
             Choice::Token(t, p) => match &self.state {
                 State::InValue { v, .. } => {
-                    self.token_ok(v, t)
-                        && p.is_none_or(|p| {
-                            self.r.ids.get(p) == Some(&t)
-                        })
+                    self.token_ok(v, t) && p.is_none_or(|p| self.r.ids.get(p) == Some(&t))
                 }
                 _ => false,
             },
@@ -289,14 +287,22 @@ impl<'a> Grammar<'a> {
             return Some(Choice::Action(i));
         }
         if i < action::COUNT + sp.n_gen {
-            return self.gen_ids.get(i - action::COUNT).map(|&t| Choice::Token(t, None));
+            return self
+                .gen_ids
+                .get(i - action::COUNT)
+                .map(|&t| Choice::Token(t, None));
         }
         let p = i - action::COUNT - sp.n_gen;
         if p >= sp.src {
             return None;
         }
         match &self.state {
-            State::Between => self.r.tools.iter().position(|t| t.start == p).map(Choice::Function),
+            State::Between => self
+                .r
+                .tools
+                .iter()
+                .position(|t| t.start == p)
+                .map(Choice::Function),
             State::InCall { tool, .. } => self.r.tools[*tool]
                 .params
                 .iter()
@@ -362,7 +368,10 @@ impl<'a> Grammar<'a> {
                 }
             }
             (State::InCall { tool, .. }, Choice::Action(_)) => {
-                let name = self.tool_def(tool).map(|t| t.name.clone()).unwrap_or_default();
+                let name = self
+                    .tool_def(tool)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
                 self.calls
                     .push(Call::new(name, std::mem::take(&mut self.cur_args)));
                 State::Between
@@ -405,16 +414,42 @@ impl<'a> Grammar<'a> {
                     },
                 }
             }
-            (State::InValue { tool, used, param, mut v }, Choice::Token(t, p)) => {
+            (
+                State::InValue {
+                    tool,
+                    used,
+                    param,
+                    mut v,
+                },
+                Choice::Token(t, p),
+            ) => {
                 v.cur.push((t, p));
                 v.total += 1;
-                State::InValue { tool, used, param, v }
+                State::InValue {
+                    tool,
+                    used,
+                    param,
+                    v,
+                }
             }
-            (State::InValue { tool, used, param, mut v }, Choice::Action(a)) => {
+            (
+                State::InValue {
+                    tool,
+                    used,
+                    param,
+                    mut v,
+                },
+                Choice::Action(a),
+            ) => {
                 if a == action::NEXT_ELEM {
                     let cur = std::mem::take(&mut v.cur);
                     v.done.push(cur);
-                    State::InValue { tool, used, param, v }
+                    State::InValue {
+                        tool,
+                        used,
+                        param,
+                        v,
+                    }
                 } else {
                     if !v.cur.is_empty() || !v.array {
                         let cur = std::mem::take(&mut v.cur);
@@ -456,7 +491,9 @@ impl<'a> Grammar<'a> {
                         s.parse::<i64>().map(Value::from).unwrap_or(Value::Null)
                     }
                 }
-                VKind::Boolean => Value::Bool(el.first().is_some_and(|x| self.tok.text(x.0) == "true")),
+                VKind::Boolean => {
+                    Value::Bool(el.first().is_some_and(|x| self.tok.text(x.0) == "true"))
+                }
                 VKind::Text => Value::String(detokenize(self.tok, self.r, el)),
                 VKind::Json => {
                     let s = detokenize_json(self.tok, self.r, el);
@@ -580,16 +617,19 @@ pub fn detokenize_json(tok: &Tok, r: &Rendered, el: &[(u32, Option<usize>)]) -> 
 
 /// The word pieces of a gold value (per element for arrays decoded element
 /// by element), or `None` when the value cannot be expressed.
-pub fn value_pieces(
-    tok: &Tok,
-    kind_of: &ValStateInit,
-    value: &Value,
-) -> Option<Vec<Vec<u32>>> {
+pub fn value_pieces(tok: &Tok, kind_of: &ValStateInit, value: &Value) -> Option<Vec<Vec<u32>>> {
     let one = |k: &VKind, v: &Value| -> Option<Vec<u32>> {
         match k {
-            VKind::Enum(members, vals) => vals.iter().position(|x| x == v).and_then(|i| members.get(i).cloned()),
+            VKind::Enum(members, vals) => vals
+                .iter()
+                .position(|x| x == v)
+                .and_then(|i| members.get(i).cloned()),
             VKind::Integer => {
-                let n = v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64))?;
+                let n = v.as_i64().or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                        .map(|f| f as i64)
+                })?;
                 tok.ids(&n.to_string()).ok()
             }
             VKind::Number => {
@@ -659,4 +699,3 @@ impl Grammar<'_> {
         }
     }
 }
-

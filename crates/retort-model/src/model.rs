@@ -95,7 +95,11 @@ impl Model {
     }
 
     /// Build from the three files' contents.
-    pub fn from_bytes(config: &[u8], tokenizer: &[u8], weights_bytes: &[u8]) -> Result<Model, ModelError> {
+    pub fn from_bytes(
+        config: &[u8],
+        tokenizer: &[u8],
+        weights_bytes: &[u8],
+    ) -> Result<Model, ModelError> {
         let cfg = ModelConfig::from_json(config)?;
         let device = Device::flex();
         let net = Net::new(cfg.clone(), &device)?;
@@ -104,7 +108,11 @@ impl Model {
     }
 
     /// Build from a configuration, host parameters and a tokenizer.json.
-    pub fn from_parts(cfg: ModelConfig, host: &HostParams, tokenizer: &[u8]) -> Result<Model, ModelError> {
+    pub fn from_parts(
+        cfg: ModelConfig,
+        host: &HostParams,
+        tokenizer: &[u8],
+    ) -> Result<Model, ModelError> {
         let device = Device::flex();
         let net = Net::new(cfg.clone(), &device)?;
         if host.values.len() != net.layout.specs.len() {
@@ -136,12 +144,32 @@ impl Model {
     /// Save as a model directory.
     pub fn save(&self, dir: &Path, storage: weights::Storage) -> Result<(), ModelError> {
         let host = self.params.to_host()?;
-        weights::save_model_dir(dir, &self.cfg, &self.net.layout, &host, &self.tokenizer_json, storage)
+        weights::save_model_dir(
+            dir,
+            &self.cfg,
+            &self.net.layout,
+            &host,
+            &self.tokenizer_json,
+            storage,
+        )
     }
 
     /// Decode one request.
-    pub fn predict(&self, query: &str, tools: &[Tool], opts: &CallOptions) -> Result<Decoded, ModelError> {
-        greedy(&self.net, &self.params, &self.tok, query, tools, opts, &self.device)
+    pub fn predict(
+        &self,
+        query: &str,
+        tools: &[Tool],
+        opts: &CallOptions,
+    ) -> Result<Decoded, ModelError> {
+        greedy(
+            &self.net,
+            &self.params,
+            &self.tok,
+            query,
+            tools,
+            opts,
+            &self.device,
+        )
     }
 }
 
@@ -178,6 +206,11 @@ pub fn greedy(
         return Err(ModelError::InvalidRequest(format!(
             "forced function {f:?} is not among the tools"
         )));
+    }
+    if (opts.require_call || opts.force_function.is_some()) && tools.is_empty() {
+        return Err(ModelError::InvalidRequest(
+            "a call is required but no tools were given".into(),
+        ));
     }
     let keep: Vec<usize> = opts
         .force_function
@@ -261,7 +294,12 @@ pub fn greedy(
         for (k, &temp) in TEMPERATURES.iter().enumerate() {
             logp[k] += group_logp(&z, &allowed, |c| group_of(c) == best, temp);
         }
-        logp_cfg += group_logp(&z, &allowed, |c| group_of(c) == best, cfg.confidence_temperature);
+        logp_cfg += group_logp(
+            &z,
+            &allowed,
+            |c| group_of(c) == best,
+            cfg.confidence_temperature,
+        );
         last_copy = match choice {
             Choice::Token(_, p) => p,
             _ => None,
@@ -278,13 +316,52 @@ pub fn greedy(
     // A decoding cut short keeps only its finished calls.
     let calls = std::mem::take(&mut g.calls);
     let _ = matches!(g.state, State::Done);
-    retort_core::validate_all(&calls, tools).map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
+    let calls = repair_calls(calls, tools);
+    retort_core::validate_all(&calls, tools)
+        .map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
     Ok(Decoded {
         calls,
         confidence: logp_cfg.exp().clamp(0.0, 1.0),
         logp,
         steps,
     })
+}
+
+/// The last line of defence behind constrained decoding: a value the grammar
+/// could not shape into its type (e.g. a nested object read back from word
+/// pieces) must not reach the caller. An invalid optional argument is
+/// removed; a call whose required argument is invalid is dropped. Every call
+/// returned validates.
+fn repair_calls(calls: Vec<Call>, tools: &[Tool]) -> Vec<Call> {
+    let mut out = Vec::with_capacity(calls.len());
+    'calls: for mut call in calls {
+        // Each round removes one argument, so this ends.
+        for _ in 0..=call.arguments.len() {
+            let Err(e) = retort_core::validate(&call, tools) else {
+                out.push(call);
+                continue 'calls;
+            };
+            let arg = e
+                .path
+                .strip_prefix("$.arguments.")
+                .map(|rest| rest.split(['.', '[']).next().unwrap_or(rest).to_string());
+            let required = tools
+                .iter()
+                .find(|t| t.name == call.name)
+                .is_none_or(|t| arg.as_deref().is_none_or(|a| t.parameters.is_required(a)));
+            match arg {
+                Some(a) if !required && call.arguments.contains_key(&a) => {
+                    tracing::debug!(function = %call.name, argument = %a, error = %e, "dropping an invalid optional argument");
+                    call.arguments.remove(&a);
+                }
+                _ => {
+                    tracing::debug!(function = %call.name, error = %e, "dropping an invalid call");
+                    continue 'calls;
+                }
+            }
+        }
+    }
+    out
 }
 
 fn s_index(g: &Grammar<'_>, p: usize) -> usize {
@@ -300,7 +377,12 @@ fn tie(g: &Group) -> (u8, u64) {
     }
 }
 
-fn group_logp(z: &[f32], allowed: &[(usize, Choice)], in_group: impl Fn(Choice) -> bool, temp: f64) -> f64 {
+fn group_logp(
+    z: &[f32],
+    allowed: &[(usize, Choice)],
+    in_group: impl Fn(Choice) -> bool,
+    temp: f64,
+) -> f64 {
     let zmax = allowed
         .iter()
         .map(|(i, _)| z[*i] as f64 / temp)
@@ -321,7 +403,12 @@ fn group_logp(z: &[f32], allowed: &[(usize, Choice)], in_group: impl Fn(Choice) 
 }
 
 impl ToolCaller for Model {
-    fn call(&self, query: &str, tools: &[Tool], options: &CallOptions) -> Result<Prediction, CallerError> {
+    fn call(
+        &self,
+        query: &str,
+        tools: &[Tool],
+        options: &CallOptions,
+    ) -> Result<Prediction, CallerError> {
         match self.predict(query, tools, options) {
             Ok(d) => Ok(Prediction {
                 calls: d.calls,
@@ -330,5 +417,44 @@ impl ToolCaller for Model {
             Err(ModelError::InvalidRequest(m)) => Err(CallerError::InvalidRequest(m)),
             Err(e) => Err(CallerError::Model(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod repair_tests {
+    use super::*;
+    use retort_core::ToolFormat;
+    use serde_json::json;
+
+    #[test]
+    fn repair_keeps_valid_drops_bad_optional_and_bad_required() {
+        let tools = vec![
+            Tool::parse(
+                &json!({"name": "f", "parameters": {"type": "object", "properties": {
+                    "a": {"type": "integer"},
+                    "o": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
+                }, "required": ["a"]}}),
+                ToolFormat::Auto,
+            )
+            .expect("tool"),
+        ];
+        let call = |v: serde_json::Value| -> Call { serde_json::from_value(v).expect("call") };
+        let fixed = repair_calls(
+            vec![
+                call(json!({"name": "f", "arguments": {"a": 1}})),
+                call(json!({"name": "f", "arguments": {"a": 2, "o": 5}})),
+                call(json!({"name": "f", "arguments": {"a": "x"}})),
+                call(json!({"name": "g", "arguments": {}})),
+            ],
+            &tools,
+        );
+        assert_eq!(
+            fixed,
+            vec![
+                call(json!({"name": "f", "arguments": {"a": 1}})),
+                call(json!({"name": "f", "arguments": {"a": 2}})),
+            ]
+        );
+        assert!(retort_core::validate_all(&fixed, &tools).is_ok());
     }
 }

@@ -250,7 +250,12 @@ impl Layout {
             });
         }
         let de = Part::Decoder;
-        let dec_pos = b.add("decoder.pos".into(), [c.max_steps, d], de, Init::Normal(0.02));
+        let dec_pos = b.add(
+            "decoder.pos".into(),
+            [c.max_steps, d],
+            de,
+            Init::Normal(0.02),
+        );
         let dec_kind = b.add(
             "decoder.kind".into(),
             [kind::COUNT, d],
@@ -359,7 +364,12 @@ impl HostParams {
     /// Upload to a device. With `trainable`, the tensors it marks get
     /// autodiff and require gradients; the others stay plain (frozen, and
     /// free of autodiff bookkeeping).
-    pub fn to_device(&self, layout: &Layout, device: &Device, trainable: Option<&[bool]>) -> Params {
+    pub fn to_device(
+        &self,
+        layout: &Layout,
+        device: &Device,
+        trainable: Option<&[bool]>,
+    ) -> Params {
         let t = self
             .values
             .iter()
@@ -593,7 +603,7 @@ impl Net {
         let word = embed(p.get(l.word), x.ids.clone());
         let pos = p
             .get(l.pos)
-            .slice([0..s.min(c.max_positions)])
+            .narrow(0, 0, s.min(c.max_positions))
             .unsqueeze_dim::<3>(0);
         let typ = embed(p.get(l.typ), x.segs.clone());
         let _ = device;
@@ -608,7 +618,11 @@ impl Net {
                 Some(x.pad_bias.clone()),
             );
             h = ln3(p, layer.ln1, h + a, c.layer_norm_eps);
-            let f = lin3(p, layer.ff2, activation::gelu(lin3(p, layer.ff1, h.clone())));
+            let f = lin3(
+                p,
+                layer.ff2,
+                activation::gelu(lin3(p, layer.ff1, h.clone())),
+            );
             h = ln3(p, layer.ln2, h + f, c.layer_norm_eps);
         }
         h
@@ -616,7 +630,13 @@ impl Net {
 
     /// Decoder plus output heads: logits `[B, T, A + G + S]` over the output
     /// space of [`OutSpace`] (source positions unmasked: callers mask).
-    pub fn decode(&self, p: &Params, enc: Tensor<3>, pad_bias: Tensor<4>, y: &DecBatch) -> Tensor<3> {
+    pub fn decode(
+        &self,
+        p: &Params,
+        enc: Tensor<3>,
+        pad_bias: Tensor<4>,
+        y: &DecBatch,
+    ) -> Tensor<3> {
         let prep = self.prepare(p, enc, pad_bias);
         self.decode_prepared(p, &prep, y, false)
     }
@@ -640,7 +660,13 @@ impl Net {
 
     /// Decoder over prepared encoder states. With `last_only`, the output
     /// heads run on the last step only (`[B, 1, V]`), as greedy decoding needs.
-    pub fn decode_prepared(&self, p: &Params, prep: &Prepared, y: &DecBatch, last_only: bool) -> Tensor<3> {
+    pub fn decode_prepared(
+        &self,
+        p: &Params,
+        prep: &Prepared,
+        y: &DecBatch,
+        last_only: bool,
+    ) -> Tensor<3> {
         let l = &self.layout;
         let c = &self.cfg;
         let [b, t] = y.toks.dims();
@@ -648,7 +674,7 @@ impl Net {
         let tt = t.min(c.max_steps);
         let mut x = embed(p.get(l.word), y.toks.clone())
             + embed(p.get(l.dec_kind), y.kinds.clone())
-            + p.get(l.dec_pos).slice([0..tt]).unsqueeze_dim::<3>(0)
+            + p.get(l.dec_pos).narrow(0, 0, tt).unsqueeze_dim::<3>(0)
             + y.ptr.clone().matmul(prep.enc.clone());
         // tril_mask marks the positions to mask (above the diagonal).
         let causal = Tensor::<2, Bool>::tril_mask([t, t], 0, &device);
@@ -657,7 +683,14 @@ impl Net {
             .reshape([1, 1, t, t]);
         for (layer, (ck, cv)) in l.dec.iter().zip(&prep.cross_kv) {
             let hn = ln3(p, layer.ln_self, x.clone(), 1e-5);
-            x = x + attention(p, layer.self_attn, c.heads, hn.clone(), hn, Some(causal_bias.clone()));
+            x = x + attention(
+                p,
+                layer.self_attn,
+                c.heads,
+                hn.clone(),
+                hn,
+                Some(causal_bias.clone()),
+            );
             let hn = ln3(p, layer.ln_cross, x.clone(), 1e-5);
             x = x + attend(
                 p,

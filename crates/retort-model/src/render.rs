@@ -30,6 +30,9 @@ pub mod class {
     pub const CONT: u8 = 64;
 }
 
+/// Word pieces with their byte spans.
+pub type Piece = Vec<(u32, (usize, usize))>;
+
 /// The MiniLM WordPiece tokenizer, padding and truncation turned off.
 pub struct Tok {
     inner: tokenizers::Tokenizer,
@@ -92,7 +95,7 @@ impl Tok {
     }
 
     /// Word pieces of `text` with their byte spans in `text`.
-    pub fn encode(&self, text: &str) -> Result<Vec<(u32, (usize, usize))>, ModelError> {
+    pub fn encode(&self, text: &str) -> Result<Piece, ModelError> {
         let enc = self
             .inner
             .encode(text, false)
@@ -112,7 +115,10 @@ impl Tok {
 
     /// The text of a token (`""` for an unknown id).
     pub fn text(&self, id: u32) -> &str {
-        self.vocab.get(id as usize).map(String::as_str).unwrap_or("")
+        self.vocab
+            .get(id as usize)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     pub fn class_of(&self, id: u32) -> u8 {
@@ -198,8 +204,6 @@ pub struct RenderLimits {
     pub tool_desc_tokens: usize,
     pub param_desc_tokens: usize,
 }
-
-type Piece = Vec<(u32, (usize, usize))>;
 
 struct PreParam {
     name: String,
@@ -294,7 +298,7 @@ impl Builder {
             toks.get(n.wrapping_sub(1)).map(|t| t.1.1).unwrap_or(0)
         };
         let base = self.r.text.len();
-        self.r.text.push_str(&text[..end_byte]);
+        self.r.text.push_str(text.get(..end_byte).unwrap_or(text));
         for &(id, (a, b)) in toks.iter().take(n) {
             self.r.ids.push(id);
             self.r.segs.push(seg);
@@ -312,11 +316,7 @@ fn tool_len(t: &PreTool, td: usize, pd: usize, sep_lens: usize) -> usize {
     for p in &t.params {
         n += 1 + p.name_toks.len() + p.head_toks.len() + p.desc_toks.len().min(pd);
         if !p.enum_members.is_empty() {
-            n += 2 + p
-                .enum_members
-                .iter()
-                .map(|m| m.1.len() + 1)
-                .sum::<usize>();
+            n += 2 + p.enum_members.iter().map(|m| m.1.len() + 1).sum::<usize>();
         }
     }
     n + sep_lens
@@ -340,9 +340,34 @@ fn single(tok: &Tok, s: &str) -> Result<u32, ModelError> {
     }
 }
 
+/// How many distinct word pieces (of at least 3 characters) of the query
+/// occur in a tool's name, description or parameter names.
+fn overlap(query: &Piece, t: &PreTool) -> usize {
+    let mut tool_ids: Vec<u32> = t
+        .name_toks
+        .iter()
+        .chain(&t.desc_toks)
+        .chain(
+            t.params
+                .iter()
+                .flat_map(|p| p.name_toks.iter().chain(&p.desc_toks)),
+        )
+        .map(|x| x.0)
+        .collect();
+    tool_ids.sort_unstable();
+    tool_ids.dedup();
+    let mut seen: Vec<u32> = Vec::new();
+    for &(id, (a, b)) in query {
+        if b.saturating_sub(a) >= 3 && tool_ids.binary_search(&id).is_ok() && !seen.contains(&id) {
+            seen.push(id);
+        }
+    }
+    seen.len()
+}
+
 /// Render a request. Tool descriptions are shortened, and when the input is
-/// still too long, tools not listed in `keep` are left out from the end
-/// (callers rank tools before rendering when the catalogue is big).
+/// still too long, tools not listed in `keep` are left out, those sharing the
+/// fewest word pieces with the query first.
 pub fn render(
     tok: &Tok,
     query: &str,
@@ -358,7 +383,9 @@ pub fn render(
     };
     let q = tok.encode(query)?;
     let max_query = limits.max_len.saturating_sub(8).max(1) / 2;
-    let qn = q.len().min(max_query.max(limits.max_len.saturating_sub(64)));
+    let qn = q
+        .len()
+        .min(max_query.max(limits.max_len.saturating_sub(64)));
     let pre: Vec<PreTool> = tools
         .iter()
         .map(|t| pre_tool(tok, t))
@@ -378,7 +405,15 @@ pub fn render(
             pd /= 2;
             continue;
         }
-        match included.iter().rposition(|i| !keep.contains(i)) {
+        // Leave out the tool that shares the fewest word pieces with the
+        // query (the last such tool on ties).
+        let victim = included
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| !keep.contains(i))
+            .min_by_key(|(k, i)| (overlap(&q, &pre[**i]), std::cmp::Reverse(*k)))
+            .map(|(k, _)| k);
+        match victim {
             Some(k) => {
                 included.remove(k);
             }
@@ -389,6 +424,12 @@ pub fn render(
                 )));
             }
         }
+    }
+    if included.is_empty() && !tools.is_empty() {
+        return Err(ModelError::InvalidRequest(format!(
+            "no tool fits into {} input tokens",
+            limits.max_len
+        )));
     }
     let mut b = Builder {
         r: Rendered {

@@ -33,7 +33,9 @@ pub struct Step {
 /// Indices set in a bit set.
 pub fn bits(set: &[u64]) -> impl Iterator<Item = usize> + '_ {
     set.iter().enumerate().flat_map(|(w, &word)| {
-        (0..64).filter(move |b| word >> b & 1 == 1).map(move |b| w * 64 + b)
+        (0..64)
+            .filter(move |b| word >> b & 1 == 1)
+            .map(move |b| w * 64 + b)
     })
 }
 
@@ -76,14 +78,23 @@ fn input_of(r: &Rendered, g: &Grammar<'_>, c: Choice, tok: &Tok) -> (u32, u32, O
                 crate::grammar::State::InCall { tool, .. } => r.tools[*tool].params[k].start,
                 _ => 0,
             };
-            (r.ids.get(p).copied().unwrap_or(tok.pad), kind::PARAM, Some(p))
+            (
+                r.ids.get(p).copied().unwrap_or(tok.pad),
+                kind::PARAM,
+                Some(p),
+            )
         }
         Choice::Token(t, _) => (t, kind::VALUE, None),
     }
 }
 
 /// The decoder input that follows choice `c` taken in state `g` (call before `g.step(c)`).
-pub fn next_input(r: &Rendered, g: &Grammar<'_>, c: Choice, tok: &Tok) -> (u32, u32, Option<usize>) {
+pub fn next_input(
+    r: &Rendered,
+    g: &Grammar<'_>,
+    c: Choice,
+    tok: &Tok,
+) -> (u32, u32, Option<usize>) {
     input_of(r, g, c, tok)
 }
 
@@ -91,12 +102,11 @@ pub fn next_input(r: &Rendered, g: &Grammar<'_>, c: Choice, tok: &Tok) -> (u32, 
 pub fn gold_choices(g: &Grammar<'_>, ex: &Example, tok: &Tok) -> Result<Vec<Choice>, Skip> {
     let mut out = Vec::new();
     for call in &ex.calls {
-        let t = g
-            .r
-            .tools
-            .iter()
-            .position(|rt| g.tools.get(rt.index).is_some_and(|x| x.name == call.name))
-            .ok_or(Skip::UnknownTool)?;
+        let t =
+            g.r.tools
+                .iter()
+                .position(|rt| g.tools.get(rt.index).is_some_and(|x| x.name == call.name))
+                .ok_or(Skip::UnknownTool)?;
         out.push(Choice::Function(t));
         let rt = &g.r.tools[t];
         if call
@@ -303,7 +313,13 @@ pub fn build_gen_vocab(tok: &Tok, examples: &[Example], size: usize) -> Vec<u32>
         }
     }
     for d in 0..10 {
-        if let Some(&id) = tok.vocab.iter().position(|s| s == &format!("##{d}")).map(|i| i as u32).as_ref() {
+        if let Some(&id) = tok
+            .vocab
+            .iter()
+            .position(|s| s == &format!("##{d}"))
+            .map(|i| i as u32)
+            .as_ref()
+        {
             push(&mut forced, id);
         }
     }

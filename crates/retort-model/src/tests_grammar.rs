@@ -51,7 +51,11 @@ fn render_keeps_offsets_and_name_positions() {
     let city = r.tools[0].params[0].start;
     assert_eq!(&r.text[r.spans[city].0..r.spans[city].1], "city");
     // The query is the start of the text, so spans index the original query.
-    let sf = r.ids.iter().position(|&i| tok.text(i) == "san").expect("san");
+    let sf = r
+        .ids
+        .iter()
+        .position(|&i| tok.text(i) == "san")
+        .expect("san");
     assert_eq!(&q[r.spans[sf].0..r.spans[sf + 1].1], "San Francisco");
     // Segments: 0 for the query, 1 for the tools.
     assert_eq!(r.segs[1], 0);
@@ -63,10 +67,7 @@ fn render_keeps_offsets_and_name_positions() {
 fn render_drops_tools_that_do_not_fit_but_keeps_gold() {
     let Some(tok) = tok() else { return };
     let ts = tools();
-    let small = RenderLimits {
-        max_len: 64,
-        ..LIM
-    };
+    let small = RenderLimits { max_len: 64, ..LIM };
     let r = render(&tok, "buy a pen", &ts, small, &[1]).expect("render");
     assert!(r.len() <= 64);
     assert_eq!(r.tools.len(), 1);
@@ -228,7 +229,10 @@ fn enum_values_only_members_and_options() {
     };
     let mut g = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
     assert!(!g.allowed(Choice::Function(1)), "forced function only");
-    assert!(!g.allowed(Choice::Action(action::STOP)), "forced: a call is required");
+    assert!(
+        !g.allowed(Choice::Action(action::STOP)),
+        "forced: a call is required"
+    );
     drive(&mut g, &[Choice::Function(0), Choice::Param(1)]);
     let members = &r.tools[0].params[1].enum_ids;
     let first = members[1][0];
@@ -242,10 +246,30 @@ fn enum_values_only_members_and_options() {
     for t in oslo {
         drive(&mut g, &[Choice::Token(t, None)]);
     }
-    drive(&mut g, &[Choice::Action(action::END_VAL), Choice::Action(action::END_CALL)]);
+    drive(
+        &mut g,
+        &[
+            Choice::Action(action::END_VAL),
+            Choice::Action(action::END_CALL),
+        ],
+    );
     // single_call_only: no second call.
     assert!(!g.allowed(Choice::Function(0)));
     drive(&mut g, &[Choice::Action(action::STOP)]);
     assert_eq!(g.calls[0].arguments["units"], json!("Fahrenheit"));
     assert_eq!(g.calls[0].arguments["city"], json!("oslo"));
+}
+
+#[test]
+fn render_leaves_out_the_least_related_tool_first() {
+    let Some(tok) = tok() else { return };
+    let mut ts = tools();
+    ts.reverse(); // buy, get_weather: the unrelated tool is first now
+    let full = render(&tok, "weather in Oslo", &ts, LIM, &[]).expect("render");
+    let small = RenderLimits {
+        max_len: full.len() - 1,
+        ..LIM
+    };
+    let r = render(&tok, "weather in Oslo", &ts, small, &[]).expect("render");
+    assert!(r.tools.iter().any(|t| ts[t.index].name == "get_weather"));
 }

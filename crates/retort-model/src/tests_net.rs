@@ -50,9 +50,16 @@ fn minilm_encoder_matches_reference() {
         .try_into_vec::<f32>()
         .expect("vec");
     let cls = [0.180679, 0.061421, 0.071763, 0.273216, -0.135695, -0.387857];
-    let tok2 = [-0.235497, 0.330782, -0.306917, -0.177373, 0.277979, -1.800741];
+    let tok2 = [
+        -0.235497, 0.330782, -0.306917, -0.177373, 0.277979, -1.800741,
+    ];
     for i in 0..6 {
-        assert!((h[i] - cls[i]).abs() < 1e-4, "cls[{i}] {} vs {}", h[i], cls[i]);
+        assert!(
+            (h[i] - cls[i]).abs() < 1e-4,
+            "cls[{i}] {} vs {}",
+            h[i],
+            cls[i]
+        );
         assert!(
             (h[2 * 384 + i] - tok2[i]).abs() < 1e-4,
             "tok2[{i}] {} vs {}",
@@ -100,13 +107,21 @@ fn compact_storage_is_close_and_small() {
     let host = HostParams::init(&layout, 3);
     let f32b = weights::serialize_params(&layout, &host, Storage::F32).expect("f32");
     let cb = weights::serialize_params(&layout, &host, Storage::Compact).expect("compact");
-    assert!(cb.len() * 100 < f32b.len() * 55, "{} vs {}", cb.len(), f32b.len());
+    assert!(
+        cb.len() * 100 < f32b.len() * 55,
+        "{} vs {}",
+        cb.len(),
+        f32b.len()
+    );
     let back = weights::params_from_bytes(&layout, &cb).expect("read");
     for (a, b) in host.values.iter().zip(&back.values) {
         let m = a.iter().fold(0f32, |x, y| x.max(y.abs()));
         for (x, y) in a.iter().zip(b) {
             // int8 per row: at most half a step of the row's scale (m/127).
-            assert!((x - y).abs() <= m / 127.0 * 0.51 + 1e-3 * x.abs().max(1e-3), "{x} vs {y}");
+            assert!(
+                (x - y).abs() <= m / 127.0 * 0.51 + 1e-3 * x.abs().max(1e-3),
+                "{x} vs {y}"
+            );
         }
     }
     let exact = weights::params_from_bytes(&layout, &f32b).expect("read");
@@ -131,4 +146,67 @@ fn bad_model_files_are_errors() {
     assert!(Model::load(dir.path()).is_err());
     let cfg = ModelConfig::tiny(vec![1]);
     assert!(Model::from_bytes(&serde_json::to_vec(&cfg).expect("j"), b"{}", b"garbage").is_err());
+}
+
+/// The inference path (prepared encoder states, heads on the last step only)
+/// gives the same logits as the training path.
+#[test]
+fn prepared_last_step_matches_full_decode() {
+    use crate::net::{DecBatch, kind};
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 2000]);
+    let device = Device::flex();
+    let net = Net::new(cfg, &device).expect("net");
+    let host = HostParams::init(&net.layout, 11);
+    let p = host.to_device(&net.layout, &device, None);
+    let x = EncBatch::new(
+        &[(&[101, 7592, 2088, 2003, 102], &[0, 0, 0, 1, 1])],
+        0,
+        &device,
+    );
+    let enc = net.encode(&p, &x);
+    let steps = vec![
+        (0, kind::BOS, None),
+        (2088, kind::FUNCTION, Some(2)),
+        (7592, kind::PARAM, Some(1)),
+        (1012, kind::VALUE, None),
+    ];
+    let y = DecBatch::new(&[steps], 5, &device);
+    let full = net.decode(&p, enc.clone(), x.pad_bias.clone(), &y);
+    let [_, t, v] = full.dims();
+    let last_full = full
+        .slice([0..1, t - 1..t, 0..v])
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
+    let prep = net.prepare(&p, enc, x.pad_bias.clone());
+    let last = net
+        .decode_prepared(&p, &prep, &y, true)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
+    assert_eq!(last.len(), v);
+    for (a, b) in last.iter().zip(&last_full) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn required_call_without_tools_is_a_request_error() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let host = HostParams::init(&Layout::new(&cfg), 5);
+    let m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let opts = CallOptions {
+        require_call: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        m.predict("hi", &[], &opts),
+        Err(crate::ModelError::InvalidRequest(_))
+    ));
+    // Without the requirement, no tools simply means no call.
+    let d = m
+        .predict("hi", &[], &CallOptions::default())
+        .expect("predict");
+    assert!(d.calls.is_empty());
 }

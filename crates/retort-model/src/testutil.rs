@@ -34,7 +34,9 @@ pub fn minilm_dir() -> Option<PathBuf> {
     if d.join("model.safetensors").is_file() {
         Some(d)
     } else {
-        eprintln!("skipped: .cache/minilm/model.safetensors is absent (run scripts/setup-test-deps.sh)");
+        eprintln!(
+            "skipped: .cache/minilm/model.safetensors is absent (run scripts/setup-test-deps.sh)"
+        );
         None
     }
 }

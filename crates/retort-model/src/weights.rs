@@ -56,7 +56,10 @@ pub fn serialize_tensors(
                     let m = row.iter().fold(0f32, |a, x| a.max(x.abs()));
                     let s = if m > 0.0 { m / 127.0 } else { 1.0 };
                     scales.push(s);
-                    q.extend(row.iter().map(|x| (x / s).round().clamp(-127.0, 127.0) as i8 as u8));
+                    q.extend(
+                        row.iter()
+                            .map(|x| (x / s).round().clamp(-127.0, 127.0) as i8 as u8),
+                    );
                 }
                 owned.push((name.clone(), Dtype::I8, shape.to_vec(), q));
                 owned.push((
@@ -87,8 +90,11 @@ pub fn serialize_tensors(
     safetensors::tensor::serialize(views, None).map_err(|e| ModelError::Weights(e.to_string()))
 }
 
+/// Tensors by name: shape and f32 values.
+pub type TensorMap = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Read every tensor of a safetensors buffer as f32 (`i8` dequantized).
-pub fn read_tensors(bytes: &[u8]) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>, ModelError> {
+pub fn read_tensors(bytes: &[u8]) -> Result<TensorMap, ModelError> {
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| ModelError::Weights(e.to_string()))?;
     let mut out = HashMap::new();
@@ -119,10 +125,10 @@ pub fn read_tensors(bytes: &[u8]) -> Result<HashMap<String, (Vec<usize>, Vec<f32
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
                 let rows = t.shape().first().copied().unwrap_or(0);
-                if rows == 0 || scales.len() != rows {
+                let cols: usize = t.shape().iter().skip(1).product();
+                if rows == 0 || scales.len() != rows || data.len() != rows * cols {
                     return Err(ModelError::Weights(format!("{name}: bad scales")));
                 }
-                let cols = data.len() / rows;
                 data.iter()
                     .enumerate()
                     .map(|(i, &b)| (b as i8) as f32 * scales[i / cols.max(1)])
@@ -224,8 +230,7 @@ pub fn save_model_dir(
     storage: Storage,
 ) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let cfg_json =
-        serde_json::to_vec_pretty(cfg).map_err(|e| ModelError::Config(e.to_string()))?;
+    let cfg_json = serde_json::to_vec_pretty(cfg).map_err(|e| ModelError::Config(e.to_string()))?;
     write_atomic(&dir.join("config.json"), &cfg_json)?;
     write_atomic(&dir.join("tokenizer.json"), tokenizer_json)?;
     let bytes = serialize_params(layout, p, storage)?;

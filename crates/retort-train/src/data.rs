@@ -45,12 +45,7 @@ pub struct Built {
     pub skipped: HashMap<String, usize>,
 }
 
-pub fn build_items(
-    tok: &Tok,
-    examples: &[Example],
-    gen_vocab: &[u32],
-    lim: ItemLimits,
-) -> Built {
+pub fn build_items(tok: &Tok, examples: &[Example], gen_vocab: &[u32], lim: ItemLimits) -> Built {
     let gi = retort_model::targets::gen_index(gen_vocab);
     let mut items = Vec::new();
     let mut source = Vec::new();
@@ -63,7 +58,9 @@ pub fn build_items(
             }
             Err(e) => {
                 let key = match e {
-                    Skip::Render(m) => format!("render: {}", m.chars().take(60).collect::<String>()),
+                    Skip::Render(m) => {
+                        format!("render: {}", m.chars().take(60).collect::<String>())
+                    }
                     other => other.to_string(),
                 };
                 *skipped.entry(key).or_default() += 1;
@@ -81,7 +78,9 @@ pub fn build_items(
 /// windows of 32 batches, then the batch order shuffled. Deterministic in
 /// `(seed, epoch)`.
 pub fn epoch_plan(items: &[Item], batch: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.shuffle(&mut rng);
     let batch = batch.max(1);
@@ -117,8 +116,18 @@ pub struct Batch {
 pub fn make_batch(items: &[&Item], n_gen: usize, pad: u32, device: &Device) -> Batch {
     let rows: Vec<(&[u32], &[u32])> = items.iter().map(|it| (&it.ids[..], &it.segs[..])).collect();
     let enc = EncBatch::new(&rows, pad, device);
-    let s = items.iter().map(|it| it.ids.len()).max().unwrap_or(1).max(1);
-    let t = items.iter().map(|it| it.steps.len()).max().unwrap_or(1).max(1);
+    let s = items
+        .iter()
+        .map(|it| it.ids.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let t = items
+        .iter()
+        .map(|it| it.steps.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let b = items.len();
     let space = OutSpace { n_gen, src: s };
     let v = space.size();
@@ -130,9 +139,19 @@ pub fn make_batch(items: &[&Item], n_gen: usize, pad: u32, device: &Device) -> B
     let mut allowed = vec![-1.0e4f32; b * t * v];
     let mut target = vec![-1.0e4f32; b * t * v];
     let mut weight = vec![0f32; b * t];
-    let any_soft = items.iter().any(|it| it.steps.iter().any(|s| s.soft.is_some()));
-    let mut soft = if any_soft { vec![0f32; b * t * v] } else { Vec::new() };
-    let mut soft_w = if any_soft { vec![0f32; b * t] } else { Vec::new() };
+    let any_soft = items
+        .iter()
+        .any(|it| it.steps.iter().any(|s| s.soft.is_some()));
+    let mut soft = if any_soft {
+        vec![0f32; b * t * v]
+    } else {
+        Vec::new()
+    };
+    let mut soft_w = if any_soft {
+        vec![0f32; b * t]
+    } else {
+        Vec::new()
+    };
     // Output indices do not depend on the source length (pointers come
     // last), so an item's indices are valid in the batch's wider space.
     let remap = |i: u32, _src: usize| -> usize { i as usize };

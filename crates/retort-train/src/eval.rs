@@ -13,9 +13,13 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
             (Some(x), Some(y)) => x == y,
             _ => x == y,
         },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -71,7 +75,11 @@ pub struct EvalReport {
 
 impl EvalReport {
     pub fn accuracy(&self) -> f64 {
-        if self.n == 0 { 0.0 } else { self.exact as f64 / self.n as f64 }
+        if self.n == 0 {
+            0.0
+        } else {
+            self.exact as f64 / self.n as f64
+        }
     }
 }
 
@@ -82,7 +90,15 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
     let mut rep = EvalReport::default();
     for ex in examples {
         rep.n += 1;
-        match greedy(net, params, tok, &ex.query, &ex.tools, &CallOptions::default(), &device) {
+        match greedy(
+            net,
+            params,
+            tok,
+            &ex.query,
+            &ex.tools,
+            &CallOptions::default(),
+            &device,
+        ) {
             Ok(d) => {
                 let ok = calls_match(&d.calls, &ex.calls);
                 rep.exact += ok as usize;

@@ -29,7 +29,12 @@ pub struct LossParts {
 }
 
 /// Cross-entropy against the set of gold outputs, mean over real steps.
-pub fn set_ce(logits: Tensor<3>, allowed_bias: Tensor<3>, target_bias: Tensor<3>, weight: Tensor<2>) -> Tensor<1> {
+pub fn set_ce(
+    logits: Tensor<3>,
+    allowed_bias: Tensor<3>,
+    target_bias: Tensor<3>,
+    weight: Tensor<2>,
+) -> Tensor<1> {
     let [b, t, _] = logits.dims();
     let z = logits + allowed_bias;
     let lse_all = logsumexp3(z.clone());
@@ -56,7 +61,11 @@ pub fn kd_term(
 }
 
 /// Teacher probabilities from teacher logits: `softmax((z_t + mask)/T)`.
-pub fn teacher_probs(teacher_logits: Tensor<3>, allowed_bias: Tensor<3>, temperature: f64) -> Tensor<3> {
+pub fn teacher_probs(
+    teacher_logits: Tensor<3>,
+    allowed_bias: Tensor<3>,
+    temperature: f64,
+) -> Tensor<3> {
     activation::softmax((teacher_logits + allowed_bias) / temperature, 2)
 }
 
@@ -82,7 +91,11 @@ pub fn loss(
         }
         _ => {
             let total = ce.clone() * if w.alpha > 0.0 { w.beta } else { 1.0 };
-            LossParts { total, ce, kd: None }
+            LossParts {
+                total,
+                ce,
+                kd: None,
+            }
         }
     }
 }

@@ -34,6 +34,9 @@ impl AdamWConfig {
     }
 }
 
+/// A named host tensor: name, shape, values.
+pub type NamedTensor = (String, [usize; 2], Vec<f32>);
+
 /// Optimizer state: first and second moments of trainable parameters.
 pub struct AdamW {
     pub cfg: AdamWConfig,
@@ -127,7 +130,7 @@ impl AdamW {
     }
 
     /// Moments as host tensors (`m.<name>`, `v.<name>`), for checkpoints.
-    pub fn to_host(&self, layout: &Layout) -> Result<Vec<(String, [usize; 2], Vec<f32>)>, TrainError> {
+    pub fn to_host(&self, layout: &Layout) -> Result<Vec<NamedTensor>, TrainError> {
         let mut out = Vec::new();
         for (i, s) in layout.specs.iter().enumerate() {
             for (prefix, t) in [("m", &self.m[i]), ("v", &self.v[i])] {
@@ -153,8 +156,9 @@ impl AdamW {
         for (i, s) in layout.specs.iter().enumerate() {
             let get = |prefix: &str| {
                 map.get(&format!("{prefix}.{}", s.name)).and_then(|(_, v)| {
-                    (v.len() == s.shape[0] * s.shape[1])
-                        .then(|| Tensor::<2>::from_data(TensorData::new(v.clone(), s.shape), device))
+                    (v.len() == s.shape[0] * s.shape[1]).then(|| {
+                        Tensor::<2>::from_data(TensorData::new(v.clone(), s.shape), device)
+                    })
                 })
             };
             self.m[i] = get("m");
@@ -164,6 +168,11 @@ impl AdamW {
 }
 
 /// Parameters on the training device; frozen ones do not require gradients.
-pub fn upload_trainable(host: &HostParams, layout: &Layout, trainable: &[bool], device: &Device) -> Params {
+pub fn upload_trainable(
+    host: &HostParams,
+    layout: &Layout,
+    trainable: &[bool],
+    device: &Device,
+) -> Params {
     host.to_device(layout, device, Some(trainable))
 }

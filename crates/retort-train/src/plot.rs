@@ -7,7 +7,11 @@ use plotters::prelude::*;
 use crate::TrainError;
 
 /// Draw training loss (per logged step) and validation loss (per epoch).
-pub fn loss_curve(path: &Path, train: &[(usize, f64)], val: &[(usize, f64)]) -> Result<(), TrainError> {
+pub fn loss_curve(
+    path: &Path,
+    train: &[(usize, f64)],
+    val: &[(usize, f64)],
+) -> Result<(), TrainError> {
     let tmp = path.with_extension("svg.tmp");
     {
         let root = SVGBackend::new(&tmp, (900, 500)).into_drawing_area();
@@ -52,7 +56,10 @@ pub fn loss_curve(path: &Path, train: &[(usize, f64)], val: &[(usize, f64)]) -> 
             .label("validation")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
         chart
-            .draw_series(val.iter().map(|&(x, y)| Circle::new((x, y), 3, RED.filled())))
+            .draw_series(
+                val.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 3, RED.filled())),
+            )
             .map_err(|e| err(e.to_string()))?;
         chart
             .configure_series_labels()

@@ -82,12 +82,30 @@ fn schedule_warms_up_then_decays() {
 
 #[test]
 fn exact_match_ignores_order_and_number_form() {
-    let a = Call::new("f", json!({"x": 5, "y": ["a"]}).as_object().cloned().unwrap_or_default());
-    let b = Call::new("f", json!({"y": ["a"], "x": 5.0}).as_object().cloned().unwrap_or_default());
+    let a = Call::new(
+        "f",
+        json!({"x": 5, "y": ["a"]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let b = Call::new(
+        "f",
+        json!({"y": ["a"], "x": 5.0})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
     let c = Call::new("g", serde_json::Map::new());
     assert!(json_eq(&json!(5), &json!(5.0)));
-    assert!(calls_match(&[a.clone(), c.clone()], &[c.clone(), b.clone()]));
-    assert!(!calls_match(&[a.clone()], &[a.clone(), c.clone()]));
+    assert!(calls_match(
+        &[a.clone(), c.clone()],
+        &[c.clone(), b.clone()]
+    ));
+    assert!(!calls_match(
+        std::slice::from_ref(&a),
+        &[a.clone(), c.clone()]
+    ));
     assert!(!calls_match(&[a.clone(), a.clone()], &[a, c]));
     assert!(calls_match(&[], &[]));
 }
@@ -128,7 +146,10 @@ fn dozen() -> Vec<Example> {
             tools: ts.clone(),
             calls: vec![Call::new(
                 "get_weather",
-                json!({"city": c, "units": units}).as_object().cloned().unwrap_or_default(),
+                json!({"city": c, "units": units})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             )],
             teacher: None,
             context: Vec::new(),
@@ -142,15 +163,23 @@ fn dozen() -> Vec<Example> {
             tools: ts.clone(),
             calls: vec![Call::new(
                 "set_timer",
-                json!({"minutes": m}).as_object().cloned().unwrap_or_default(),
+                json!({"minutes": m})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             )],
             teacher: None,
             context: Vec::new(),
         });
     }
-    for (i, q) in ["tell me a joke", "who wrote hamlet", "hello there", "sing a song"]
-        .iter()
-        .enumerate()
+    for (i, q) in [
+        "tell me a joke",
+        "who wrote hamlet",
+        "hello there",
+        "sing a song",
+    ]
+    .iter()
+    .enumerate()
     {
         out.push(Example {
             id: format!("n{i}"),
@@ -169,7 +198,9 @@ fn dozen() -> Vec<Example> {
 /// casing, enums, integers, refusals) to 100% exact calls.
 #[test]
 fn tiny_model_overfits_a_dozen_examples() {
-    let Some(_) = retort_model::testutil::tokenizer_json() else { return };
+    let Some(_) = retort_model::testutil::tokenizer_json() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("d.jsonl");
     let lines: Vec<String> = dozen()
@@ -191,8 +222,9 @@ fn tiny_model_overfits_a_dozen_examples() {
     o.progress = false;
     o.gen_vocab_size = 64;
     train(&o, Arc::new(AtomicBool::new(false))).expect("train");
-    let (rep, _) = crate::trainer::evaluate_and_export(&dir.path().join("out/final"), &data, None, None)
-        .expect("eval");
+    let (rep, _) =
+        crate::trainer::evaluate_and_export(&dir.path().join("out/final"), &data, None, None)
+            .expect("eval");
     assert_eq!(rep.n, 12);
     assert_eq!(rep.exact, 12, "exact {}/{}", rep.exact, rep.n);
 }
@@ -205,4 +237,59 @@ fn tokenizer_dir() -> std::path::PathBuf {
         }
     }
     root.join(".cache/minilm")
+}
+
+/// `--teacher-model`: a trained model's distribution is the soft target, and
+/// `--resume` continues a stopped run to the same weights as an unbroken one.
+#[test]
+fn teacher_model_and_exact_resume() {
+    let Some(_) = retort_model::testutil::tokenizer_json() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("d.jsonl");
+    let lines: Vec<String> = dozen()
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap_or_default())
+        .collect();
+    std::fs::write(&data, lines.join("\n")).expect("write");
+    let base = |out: &str| {
+        let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join(out));
+        o.minilm = tokenizer_dir();
+        o.tiny = true;
+        o.batch_size = 4;
+        o.lr = 1e-2;
+        o.warmup = 2;
+        o.max_steps = Some(6);
+        o.epochs = 2;
+        o.checkpoint_every = 2;
+        o.val_decode_limit = 2;
+        o.progress = false;
+        o.gen_vocab_size = 64;
+        o
+    };
+    let stop = || Arc::new(AtomicBool::new(false));
+    train(&base("teacher"), stop()).expect("teacher");
+    let mut s = base("student");
+    s.teacher_model = Some(dir.path().join("teacher/final"));
+    s.loss = LossWeights {
+        temperature: 2.0,
+        alpha: 0.5,
+        beta: 0.5,
+    };
+    let sum = train(&s, stop()).expect("student");
+    assert_eq!(sum.steps, 6);
+    // Resume: stop after 3 steps (mid-epoch), continue, compare with the unbroken run.
+    let mut a = base("a");
+    a.max_steps = Some(6);
+    train(&a, stop()).expect("a");
+    let mut b1 = base("b");
+    b1.stop_at_step = Some(3);
+    train(&b1, stop()).expect("b1");
+    let mut b2 = base("b");
+    b2.resume = true;
+    train(&b2, stop()).expect("b2");
+    let wa = std::fs::read(dir.path().join("a/final/model.safetensors")).expect("a");
+    let wb = std::fs::read(dir.path().join("b/final/model.safetensors")).expect("b");
+    assert!(wa == wb, "resumed run differs from the unbroken run");
 }

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use retort_core::Example;
+use retort_model::ModelConfig;
 use retort_model::net::{HostParams, Layout, Net, Params, Part};
 use retort_model::render::{RenderLimits, Tok};
 use retort_model::targets::{Item, ItemLimits, build_gen_vocab};
 use retort_model::weights::{self, Storage, write_atomic};
-use retort_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -67,6 +67,8 @@ pub struct TrainOptions {
     pub log_every: usize,
     /// Show a progress bar.
     pub progress: bool,
+    /// Stop as if interrupted when this step is reached (tests of `--resume`).
+    pub stop_at_step: Option<usize>,
 }
 
 impl TrainOptions {
@@ -106,6 +108,7 @@ impl TrainOptions {
             tiny: false,
             log_every: 20,
             progress: true,
+            stop_at_step: None,
         }
     }
 }
@@ -186,7 +189,8 @@ fn save_checkpoint(
         .collect();
     let bytes = weights::serialize_tensors(&items, Storage::F32)?;
     write_atomic(&new.join("optim.safetensors"), &bytes)?;
-    let st = serde_json::to_vec_pretty(&(state, opt.t)).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let st = serde_json::to_vec_pretty(&(state, opt.t))
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
     write_atomic(&new.join("state.json"), &st)?;
     let cur = checkpoint_dir(out);
     let old = out.join("checkpoint.old");
@@ -204,7 +208,15 @@ fn read(path: &Path) -> Result<Vec<u8>, TrainError> {
 }
 
 /// Validation loss (mean CE over steps) of items, batched.
-fn val_loss(net: &Net, params: &Params, items: &[Item], n_gen: usize, pad: u32, device: &Device, batch: usize) -> f64 {
+fn val_loss(
+    net: &Net,
+    params: &Params,
+    items: &[Item],
+    n_gen: usize,
+    pad: u32,
+    device: &Device,
+    batch: usize,
+) -> f64 {
     let mut total = 0.0;
     let mut weight = 0.0;
     for chunk in items.chunks(batch.max(1)) {
@@ -213,7 +225,8 @@ fn val_loss(net: &Net, params: &Params, items: &[Item], n_gen: usize, pad: u32, 
         let enc = net.encode(params, &b.enc);
         let logits = net.decode(params, enc, b.enc.pad_bias.clone(), &b.dec);
         let w: f64 = b.weight.clone().sum().into_scalar::<f32>() as f64;
-        let ce = set_ce(logits, b.allowed_bias, b.target_bias, b.weight).into_scalar::<f32>() as f64;
+        let ce =
+            set_ce(logits, b.allowed_bias, b.target_bias, b.weight).into_scalar::<f32>() as f64;
         total += ce * w;
         weight += w;
     }
@@ -244,7 +257,15 @@ fn validate(
     let ip = inference_params(params);
     let n_gen = cfg.gen_vocab.len();
     let limit = opts.val_loss_limit.min(val_items.len());
-    let vl = val_loss(net, &ip, &val_items[..limit], n_gen, tok.pad, &device, opts.batch_size);
+    let vl = val_loss(
+        net,
+        &ip,
+        &val_items[..limit],
+        n_gen,
+        tok.pad,
+        &device,
+        opts.batch_size,
+    );
     let rep = eval::evaluate(net, &ip, tok, val_decode);
     state.val_curve.push((state.step, vl));
     state.val_acc.push((state.step, rep.accuracy()));
@@ -263,7 +284,14 @@ fn validate(
     if state.best_val_acc.is_none_or(|b| rep.accuracy() >= b) {
         state.best_val_acc = Some(rep.accuracy());
         let host = ip.to_host()?;
-        weights::save_model_dir(&opts.out.join("best"), cfg, layout, &host, tokenizer_json, Storage::F32)?;
+        weights::save_model_dir(
+            &opts.out.join("best"),
+            cfg,
+            layout,
+            &host,
+            tokenizer_json,
+            Storage::F32,
+        )?;
     }
     Ok((vl, rep.accuracy()))
 }
@@ -292,7 +320,10 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
         bad_v
     );
     if train_ex.is_empty() {
-        return Err(TrainError::Invalid(format!("{}: no examples", opts.train.display())));
+        return Err(TrainError::Invalid(format!(
+            "{}: no examples",
+            opts.train.display()
+        )));
     }
     // Model configuration, tokenizer and initial weights.
     let ckpt = checkpoint_dir(&opts.out);
@@ -310,34 +341,40 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
     } else {
         None
     };
-    let (cfg, host, tokenizer_json, from) = if let Some(dir) = resume_dir.as_ref().or(opts.init.as_ref()) {
-        let cfg = ModelConfig::from_json(&read(&dir.join("config.json"))?)?;
-        let layout = Layout::new(&cfg);
-        let host = weights::params_from_bytes(&layout, &read(&dir.join("model.safetensors"))?)?;
-        (cfg, host, read(&dir.join("tokenizer.json"))?, dir.display().to_string())
-    } else {
-        let tj = read(&opts.minilm.join("tokenizer.json")).map_err(|e| {
-            TrainError::Invalid(format!(
-                "{e}; fetch MiniLM with scripts/fetch-minilm.sh or pass --minilm DIR"
-            ))
-        })?;
-        let tok = Tok::from_bytes(&tj)?;
-        let gen_vocab = build_gen_vocab(&tok, &train_ex, opts.gen_vocab_size);
-        let cfg = if opts.tiny {
-            ModelConfig::tiny(gen_vocab)
+    let (cfg, host, tokenizer_json, from) =
+        if let Some(dir) = resume_dir.as_ref().or(opts.init.as_ref()) {
+            let cfg = ModelConfig::from_json(&read(&dir.join("config.json"))?)?;
+            let layout = Layout::new(&cfg);
+            let host = weights::params_from_bytes(&layout, &read(&dir.join("model.safetensors"))?)?;
+            (
+                cfg,
+                host,
+                read(&dir.join("tokenizer.json"))?,
+                dir.display().to_string(),
+            )
         } else {
-            ModelConfig::minilm(gen_vocab)
+            let tj = read(&opts.minilm.join("tokenizer.json")).map_err(|e| {
+                TrainError::Invalid(format!(
+                    "{e}; fetch MiniLM with scripts/fetch-minilm.sh or pass --minilm DIR"
+                ))
+            })?;
+            let tok = Tok::from_bytes(&tj)?;
+            let gen_vocab = build_gen_vocab(&tok, &train_ex, opts.gen_vocab_size);
+            let cfg = if opts.tiny {
+                ModelConfig::tiny(gen_vocab)
+            } else {
+                ModelConfig::minilm(gen_vocab)
+            };
+            let layout = Layout::new(&cfg);
+            let mut host = HostParams::init(&layout, opts.seed);
+            let from = if opts.tiny {
+                "random init (tiny)".to_string()
+            } else {
+                let n = weights::import_minilm(&layout, &mut host, &opts.minilm)?;
+                format!("MiniLM ({n} tensors) + random decoder")
+            };
+            (cfg, host, tj, from)
         };
-        let layout = Layout::new(&cfg);
-        let mut host = HostParams::init(&layout, opts.seed);
-        let from = if opts.tiny {
-            "random init (tiny)".to_string()
-        } else {
-            let n = weights::import_minilm(&layout, &mut host, &opts.minilm)?;
-            format!("MiniLM ({n} tensors) + random decoder")
-        };
-        (cfg, host, tj, from)
-    };
     let tok = Tok::from_bytes(&tokenizer_json)?;
     let net = Net::new(cfg.clone(), &device)?;
     let layout = net.layout.clone();
@@ -381,7 +418,10 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
         vbuilt.skipped,
         t0.elapsed().as_secs_f64()
     );
-    let has_soft = built.items.iter().any(|it| it.steps.iter().any(|s| s.soft.is_some()));
+    let has_soft = built
+        .items
+        .iter()
+        .any(|it| it.steps.iter().any(|s| s.soft.is_some()));
     let mut lw = opts.loss;
     if teacher.is_none() && !has_soft && lw.alpha > 0.0 {
         println!(
@@ -410,7 +450,15 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
         .max(1);
     println!(
         "training: {} trainable parameters, {} batches/epoch of {}, {} steps, lr {} (warmup {}), T={} alpha={} beta={}",
-        n_trainable, batches_per_epoch, opts.batch_size, total_steps, opts.lr, opts.warmup, lw.temperature, lw.alpha, lw.beta
+        n_trainable,
+        batches_per_epoch,
+        opts.batch_size,
+        total_steps,
+        opts.lr,
+        opts.warmup,
+        lw.temperature,
+        lw.alpha,
+        lw.beta
     );
     let mut params = host.to_device(&layout, &device, Some(&trainable));
     let mut opt = AdamW::new(
@@ -470,7 +518,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
             if state.step >= total_steps {
                 break 'outer;
             }
-            if stop.load(Ordering::SeqCst) {
+            if stop.load(Ordering::SeqCst) || opts.stop_at_step.is_some_and(|s| state.step >= s) {
                 interrupted = true;
                 break 'outer;
             }
@@ -481,14 +529,22 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
                 interrupted = true;
                 break 'outer;
             }
-            let refs: Vec<&Item> = plan[state.batch_in_epoch].iter().map(|&i| &items[i]).collect();
+            let refs: Vec<&Item> = plan[state.batch_in_epoch]
+                .iter()
+                .map(|&i| &items[i])
+                .collect();
             let step_start = Instant::now();
             let b: Batch = make_batch(&refs, n_gen, tok.pad, &device);
             let soft = match &teacher {
                 Some(tm) => {
                     let enc = tm.net.encode(&tm.params, &b.enc);
-                    let tl = tm.net.decode(&tm.params, enc, b.enc.pad_bias.clone(), &b.dec);
-                    Some((teacher_probs(tl, b.allowed_bias.clone(), lw.temperature), b.weight.clone()))
+                    let tl = tm
+                        .net
+                        .decode(&tm.params, enc, b.enc.pad_bias.clone(), &b.dec);
+                    Some((
+                        teacher_probs(tl, b.allowed_bias.clone(), lw.temperature),
+                        b.weight.clone(),
+                    ))
                 }
                 None => b.soft.clone(),
             };
@@ -506,13 +562,15 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
                 window_loss += lval;
                 window_n += 1;
             }
-            let eps = (state.examples_seen - examples_before) as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
+            let eps = (state.examples_seen - examples_before) as f64
+                / run_start.elapsed().as_secs_f64().max(1e-9);
             bar.set_position(state.step as u64);
             bar.set_message(format!("loss {lval:.3}, {eps:.1} ex/s"));
-            if state.step % opts.log_every.max(1) == 0 || state.step == total_steps {
+            if state.step.is_multiple_of(opts.log_every.max(1)) || state.step == total_steps {
                 let avg = window_loss / window_n.max(1) as f64;
                 state.train_curve.push((state.step, avg));
-                let left = (total_steps - state.step) as f64 * opts.batch_size as f64 / eps.max(1e-9);
+                let left =
+                    (total_steps - state.step) as f64 * opts.batch_size as f64 / eps.max(1e-9);
                 tracing::info!(
                     "step {}/{} epoch {} loss {:.4} lr {:.2e} grad_norm {:.2} {:.1} ex/s (step {:.0} ms, S={} T={}) ETA {:.0} min",
                     state.step,
@@ -530,29 +588,108 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
                 window_loss = 0.0;
                 window_n = 0;
             }
-            if opts.val_every > 0 && state.step % opts.val_every == 0 && state.step < total_steps {
-                last_val = Some(validate(&net, &params, &val_items, &val_decode, &tok, opts, &mut state, &cfg, &layout, &tokenizer_json)?);
+            if opts.val_every > 0
+                && state.step.is_multiple_of(opts.val_every)
+                && state.step < total_steps
+            {
+                last_val = Some(validate(
+                    &net,
+                    &params,
+                    &val_items,
+                    &val_decode,
+                    &tok,
+                    opts,
+                    &mut state,
+                    &cfg,
+                    &layout,
+                    &tokenizer_json,
+                )?);
             }
-            if opts.checkpoint_every > 0 && state.step % opts.checkpoint_every == 0 {
-                save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
-                let _ = plot::loss_curve(&opts.out.join("loss.svg"), &state.train_curve, &state.val_curve);
+            if opts.checkpoint_every > 0 && state.step.is_multiple_of(opts.checkpoint_every) {
+                save_checkpoint(
+                    &opts.out,
+                    &cfg,
+                    &layout,
+                    &params,
+                    &opt,
+                    &state,
+                    &tokenizer_json,
+                )?;
+                let _ = plot::loss_curve(
+                    &opts.out.join("loss.svg"),
+                    &state.train_curve,
+                    &state.val_curve,
+                );
             }
         }
         // End of epoch: validation.
-        last_val = Some(validate(&net, &params, &val_items, &val_decode, &tok, opts, &mut state, &cfg, &layout, &tokenizer_json)?);
+        last_val = Some(validate(
+            &net,
+            &params,
+            &val_items,
+            &val_decode,
+            &tok,
+            opts,
+            &mut state,
+            &cfg,
+            &layout,
+            &tokenizer_json,
+        )?);
         state.epoch += 1;
         state.batch_in_epoch = 0;
-        save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
-        let _ = plot::loss_curve(&opts.out.join("loss.svg"), &state.train_curve, &state.val_curve);
+        save_checkpoint(
+            &opts.out,
+            &cfg,
+            &layout,
+            &params,
+            &opt,
+            &state,
+            &tokenizer_json,
+        )?;
+        let _ = plot::loss_curve(
+            &opts.out.join("loss.svg"),
+            &state.train_curve,
+            &state.val_curve,
+        );
     }
     bar.finish_and_clear();
     if !interrupted && state.val_curve.last().is_none_or(|v| v.0 != state.step) {
-        last_val = Some(validate(&net, &params, &val_items, &val_decode, &tok, opts, &mut state, &cfg, &layout, &tokenizer_json)?);
+        last_val = Some(validate(
+            &net,
+            &params,
+            &val_items,
+            &val_decode,
+            &tok,
+            opts,
+            &mut state,
+            &cfg,
+            &layout,
+            &tokenizer_json,
+        )?);
     }
-    save_checkpoint(&opts.out, &cfg, &layout, &params, &opt, &state, &tokenizer_json)?;
+    save_checkpoint(
+        &opts.out,
+        &cfg,
+        &layout,
+        &params,
+        &opt,
+        &state,
+        &tokenizer_json,
+    )?;
     let host = params.to_host()?;
-    weights::save_model_dir(&opts.out.join("final"), &cfg, &layout, &host, &tokenizer_json, Storage::F32)?;
-    plot::loss_curve(&opts.out.join("loss.svg"), &state.train_curve, &state.val_curve)?;
+    weights::save_model_dir(
+        &opts.out.join("final"),
+        &cfg,
+        &layout,
+        &host,
+        &tokenizer_json,
+        Storage::F32,
+    )?;
+    plot::loss_curve(
+        &opts.out.join("loss.svg"),
+        &state.train_curve,
+        &state.val_curve,
+    )?;
     let secs = run_start.elapsed().as_secs_f64().max(1e-9);
     let summary = TrainSummary {
         steps: state.step,
@@ -592,7 +729,14 @@ pub fn evaluate_and_export(
         let mut cfg = model.cfg.clone();
         cfg.confidence_temperature = cal.temperature;
         let host = model.params.to_host()?;
-        weights::save_model_dir(dir, &cfg, &model.net.layout, &host, model.tokenizer_json(), Storage::Compact)?;
+        weights::save_model_dir(
+            dir,
+            &cfg,
+            &model.net.layout,
+            &host,
+            model.tokenizer_json(),
+            Storage::Compact,
+        )?;
     }
     Ok((rep, cal))
 }

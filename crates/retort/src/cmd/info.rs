@@ -52,7 +52,12 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
         println!("  {:<11} {:>11}", part.as_str(), group(n));
     }
     let total = layout.count();
-    println!("  {:<11} {:>11}  (budget {})", "total", group(total), group(MAX_PARAMS));
+    println!(
+        "  {:<11} {:>11}  (budget {})",
+        "total",
+        group(total),
+        group(MAX_PARAMS)
+    );
     if total > MAX_PARAMS {
         bail!("{total} parameters exceed the budget of {MAX_PARAMS}");
     }
@@ -63,7 +68,7 @@ fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
