@@ -6,6 +6,12 @@ use retort_core::{CallOptions, Tool, ToolCaller, ToolFormat};
 use retort_model::Model;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("RETORT_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().collect();
     let (Some(dir), Some(tools), Some(prompt)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!("usage: call MODEL_DIR TOOLS.json PROMPT");

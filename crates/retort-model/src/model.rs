@@ -10,7 +10,7 @@ use retort_core::{Call, CallOptions, CallerError, Prediction, Tool, ToolCaller};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::grammar::{Choice, Grammar, State};
-use crate::net::{DecBatch, EncBatch, HostParams, Net, Params, kind};
+use crate::net::{DecBatch, EncBatch, HostParams, Net, Params, action, kind};
 use crate::render::{RenderLimits, Tok, render};
 use crate::targets::next_input;
 use crate::weights;
@@ -229,6 +229,8 @@ pub fn greedy(
     let mut logp = vec![0f64; TEMPERATURES.len()];
     let mut logp_cfg = 0f64;
     let mut last_copy: Option<usize> = None;
+    let mut used_in_call: Vec<usize> = Vec::new();
+    let mut cur_value: Vec<usize> = Vec::new();
     let mut steps = 0;
     while !g.is_done() && steps < max_steps {
         let dec_in = DecBatch::new(std::slice::from_ref(&inputs), s, device);
@@ -245,6 +247,15 @@ pub fn greedy(
             .filter_map(|(i, _)| g.choice_of(i).map(|c| (i, c)))
             .filter(|(_, c)| g.allowed(*c))
             .collect();
+        // Coverage: a query position copied by an earlier argument of this
+        // call is not copied again (the same word piece stays available
+        // from other positions and the generation vocabulary).
+        let fresh: Vec<(usize, Choice)> = allowed
+            .iter()
+            .copied()
+            .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(p)) if used_in_call.contains(p)))
+            .collect();
+        let allowed = if fresh.is_empty() { allowed } else { fresh };
         if allowed.is_empty() {
             break;
         }
@@ -304,6 +315,16 @@ pub fn greedy(
             Choice::Token(_, p) => p,
             _ => None,
         };
+        match choice {
+            Choice::Token(_, Some(p)) if r.segs.get(p) == Some(&0) => cur_value.push(p),
+            Choice::Action(action::END_VAL) => used_in_call.append(&mut cur_value),
+            Choice::Action(action::END_CALL) | Choice::Function(_) => {
+                used_in_call.clear();
+                cur_value.clear();
+            }
+            _ => {}
+        }
+        tracing::trace!(?choice, "decode step");
         let input = next_input(&r, &g, choice, tok);
         g.step(choice)
             .map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
@@ -314,7 +335,13 @@ pub fn greedy(
         }
     }
     // A decoding cut short keeps only its finished calls.
-    let calls = std::mem::take(&mut g.calls);
+    let mut calls: Vec<Call> = Vec::new();
+    // An exact repeat of an earlier call adds nothing: keep the first.
+    for c in std::mem::take(&mut g.calls) {
+        if !calls.contains(&c) {
+            calls.push(c);
+        }
+    }
     let _ = matches!(g.state, State::Done);
     let calls = repair_calls(calls, tools);
     retort_core::validate_all(&calls, tools)

@@ -162,15 +162,19 @@ fn errors_are_clear() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("bfcl");
     tiny_bfcl(&data);
+    let missing = tmp.path().join("no-such-model");
     let out = retort()
         .args(["eval", "bfcl", "--categories", "parallel"])
         .arg("--data")
         .arg(&data)
+        .arg("--model")
+        .arg(&missing)
         .output()
         .expect("runs");
     assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no model available yet (issue #4)"),
+        stderr.contains("cannot load the model in") && stderr.contains("no-such-model"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
