@@ -102,7 +102,9 @@ pub fn load_caller(model: Option<&Path>) -> anyhow::Result<Arc<dyn ToolCaller>> 
     let loaded = match model {
         Some(dir) => retort_model::Model::load(dir)
             .with_context(|| format!("cannot load the model in {}", dir.display()))?,
-        None => retort_model::Model::embedded().context("cannot load the embedded default model")?,
+        None => {
+            retort_model::Model::embedded().context("cannot load the embedded default model")?
+        }
     };
     Ok(Arc::new(loaded))
 }
