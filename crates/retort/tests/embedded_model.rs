@@ -124,7 +124,10 @@ fn server_answers_with_the_embedded_model() {
     let _server = Server(child);
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "server never listened");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "server never listened"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let tools: Vec<Value> = weather_tools()
@@ -160,7 +163,11 @@ fn server_answers_with_the_embedded_model() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
     // Bad input from the client is a 4xx with a JSON error.
-    let (code, v) = post(port, "/tool-call", &json!({"prompt": "", "available_functions": tools}));
+    let (code, v) = post(
+        port,
+        "/tool-call",
+        &json!({"prompt": "", "available_functions": tools}),
+    );
     assert!((400..500).contains(&code), "{code} {v}");
     assert!(v["error"]["message"].is_string(), "{v}");
 }
