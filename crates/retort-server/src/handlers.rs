@@ -153,21 +153,7 @@ fn chat_query(messages: &Value) -> Result<String, ApiError> {
             }
         }
     }
-    match query {
-        None => Err(
-            ApiError::param("messages", "'messages' contains no user message to answer")
-                .with_code("no_user_message"),
-        ),
-        Some((i, None)) => Err(ApiError::param(
-            format!("messages[{i}].content"),
-            format!("the last user message (messages[{i}]) has no text"),
-        )
-        .with_code("empty_prompt")),
-        Some((i, Some(t))) => {
-            check_query(&t, &format!("messages[{i}].content"))?;
-            Ok(t)
-        }
-    }
+    last_user_text(query, "messages")
 }
 
 /// `POST /v1/chat/completions`.
@@ -337,21 +323,7 @@ fn responses_query(input: &Value) -> Result<String, ApiError> {
             }
         }
     }
-    match query {
-        None => Err(
-            ApiError::param("input", "'input' contains no user message to answer")
-                .with_code("no_user_message"),
-        ),
-        Some((i, None)) => Err(ApiError::param(
-            format!("input[{i}].content"),
-            format!("the last user message (input[{i}]) has no text"),
-        )
-        .with_code("empty_prompt")),
-        Some((i, Some(t))) => {
-            check_query(&t, &format!("input[{i}].content"))?;
-            Ok(t)
-        }
-    }
+    last_user_text(query, "input")
 }
 
 /// `POST /v1/responses` (the function-calling subset of the Responses API).
@@ -508,5 +480,26 @@ mod tests {
         let e = responses_query(&json!([{"type": "web_search_call"}])).unwrap_err();
         assert_eq!(e.code, Some("unsupported_input_item"));
         assert!(responses_query(&json!(5)).is_err());
+    }
+}
+
+/// The text of the last user message found at `field[i]`, or the error that
+/// names why there is none.
+fn last_user_text(query: Option<(usize, Option<String>)>, field: &str) -> Result<String, ApiError> {
+    match query {
+        None => Err(ApiError::param(
+            field,
+            format!("'{field}' contains no user message to answer"),
+        )
+        .with_code("no_user_message")),
+        Some((i, None)) => Err(ApiError::param(
+            format!("{field}[{i}].content"),
+            format!("the last user message ({field}[{i}]) has no text"),
+        )
+        .with_code("empty_prompt")),
+        Some((i, Some(t))) => {
+            check_query(&t, &format!("{field}[{i}].content"))?;
+            Ok(t)
+        }
     }
 }
