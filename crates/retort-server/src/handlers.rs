@@ -447,6 +447,27 @@ pub async fn responses(
     })))
 }
 
+/// The text of the last user message found at `field[i]`, or the error that
+/// names why there is none.
+fn last_user_text(query: Option<(usize, Option<String>)>, field: &str) -> Result<String, ApiError> {
+    match query {
+        None => Err(ApiError::param(
+            field,
+            format!("'{field}' contains no user message to answer"),
+        )
+        .with_code("no_user_message")),
+        Some((i, None)) => Err(ApiError::param(
+            format!("{field}[{i}].content"),
+            format!("the last user message ({field}[{i}]) has no text"),
+        )
+        .with_code("empty_prompt")),
+        Some((i, Some(t))) => {
+            check_query(&t, &format!("{field}[{i}].content"))?;
+            Ok(t)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,26 +501,5 @@ mod tests {
         let e = responses_query(&json!([{"type": "web_search_call"}])).unwrap_err();
         assert_eq!(e.code, Some("unsupported_input_item"));
         assert!(responses_query(&json!(5)).is_err());
-    }
-}
-
-/// The text of the last user message found at `field[i]`, or the error that
-/// names why there is none.
-fn last_user_text(query: Option<(usize, Option<String>)>, field: &str) -> Result<String, ApiError> {
-    match query {
-        None => Err(ApiError::param(
-            field,
-            format!("'{field}' contains no user message to answer"),
-        )
-        .with_code("no_user_message")),
-        Some((i, None)) => Err(ApiError::param(
-            format!("{field}[{i}].content"),
-            format!("the last user message ({field}[{i}]) has no text"),
-        )
-        .with_code("empty_prompt")),
-        Some((i, Some(t))) => {
-            check_query(&t, &format!("{field}[{i}].content"))?;
-            Ok(t)
-        }
     }
 }
