@@ -39,6 +39,13 @@ pub struct ModelConfig {
     pub max_value_tokens: usize,
     /// Temperature of the confidence (fitted on validation data).
     pub confidence_temperature: f64,
+    /// Block attention mask in the encoder: tool tokens attend only to
+    /// their own tool and their positions restart at every tool, so a
+    /// tool's encoding does not depend on the query and is cached across
+    /// requests. Query tokens attend to everything. Absent in older
+    /// configurations (full attention).
+    #[serde(default)]
+    pub block_mask: bool,
 }
 
 impl ModelConfig {
@@ -61,6 +68,7 @@ impl ModelConfig {
             param_desc_tokens: 10,
             max_value_tokens: 40,
             confidence_temperature: 1.0,
+            block_mask: true,
         }
     }
 
@@ -83,6 +91,7 @@ impl ModelConfig {
             param_desc_tokens: 10,
             max_value_tokens: 40,
             confidence_temperature: 1.0,
+            block_mask: false,
         }
     }
 

@@ -5,8 +5,10 @@
 //! - [`grammar`]: the schema state machine of constrained decoding.
 //! - [`targets`]: gold calls turned into training steps and masks.
 //! - [`weights`]: MiniLM import, model files (safetensors + config + tokenizer).
+//! - [`cache`]: the tool-encoding cache (block-masked models).
 //! - [`model`]: [`Model`], which implements [`retort_core::ToolCaller`].
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod grammar;

@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor};
 use retort_core::{Call, CallOptions, CallerError, Prediction, Tool, ToolCaller};
 
+use crate::cache::ToolCache;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::grammar::{Choice, Grammar, State};
@@ -42,7 +43,12 @@ pub struct Model {
     pub tok: Tok,
     pub device: Device,
     tokenizer_json: Vec<u8>,
+    /// Encodings of recently seen tools (used when `cfg.block_mask`).
+    pub tool_cache: ToolCache,
 }
+
+/// Default size of the tool-encoding cache: about 50 BFCL-sized tools.
+pub const DEFAULT_TOOL_CACHE_BYTES: usize = 64 << 20;
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,6 +140,7 @@ impl Model {
             tok,
             device,
             tokenizer_json: tokenizer.to_vec(),
+            tool_cache: ToolCache::new(DEFAULT_TOOL_CACHE_BYTES),
         })
     }
 
@@ -169,6 +176,7 @@ impl Model {
             tools,
             opts,
             &self.device,
+            Some(&self.tool_cache),
         )
     }
 }
@@ -189,7 +197,43 @@ enum Group {
     Token(u32),
 }
 
-/// Schema-constrained greedy decoding of one request.
+/// Encoder output `[1, S, D]` and the decoder's padding mask of one
+/// rendered request. A block-masked model with a cache encodes each tool
+/// once (or takes it from the cache) and then only the query.
+fn encode_request(
+    net: &Net,
+    params: &Params,
+    tok: &Tok,
+    r: &crate::render::Rendered,
+    device: &Device,
+    cache: Option<&ToolCache>,
+) -> (Tensor<3>, Tensor<4>) {
+    let cfg = &net.cfg;
+    let enc_in = EncBatch::for_config(cfg, &[(&r.ids, &r.segs)], tok.pad, tok.sep, device);
+    match cache {
+        Some(cache) if cfg.block_mask => {
+            let ranges = crate::net::block_ranges(&r.ids, tok.sep);
+            let Some((q, rest)) = ranges.split_first() else {
+                return (net.encode(params, &enc_in), enc_in.pad_bias);
+            };
+            let blocks: Vec<std::sync::Arc<crate::net::ToolBlock>> = rest
+                .iter()
+                .map(|rg| {
+                    let ids = &r.ids[rg.clone()];
+                    cache.get_or_insert(ids, || net.encode_tool_block(params, ids, device))
+                })
+                .collect();
+            let refs: Vec<&crate::net::ToolBlock> = blocks.iter().map(|b| b.as_ref()).collect();
+            let enc = net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device);
+            (enc, enc_in.pad_bias)
+        }
+        _ => (net.encode(params, &enc_in), enc_in.pad_bias),
+    }
+}
+
+/// Schema-constrained greedy decoding of one request. `cache`: tool
+/// encodings to reuse (block-masked models only; `None` encodes everything).
+#[allow(clippy::too_many_arguments)]
 pub fn greedy(
     net: &Net,
     params: &Params,
@@ -198,6 +242,7 @@ pub fn greedy(
     tools: &[Tool],
     opts: &CallOptions,
     device: &Device,
+    cache: Option<&ToolCache>,
 ) -> Result<Decoded, ModelError> {
     let cfg = &net.cfg;
     if let Some(f) = &opts.force_function
@@ -220,9 +265,8 @@ pub fn greedy(
         .collect();
     let r = render(tok, query, tools, infer_limits(cfg), &keep)?;
     let s = r.len();
-    let enc_in = EncBatch::new(&[(&r.ids, &r.segs)], tok.pad, device);
-    let enc = net.encode(params, &enc_in);
-    let prep = net.prepare(params, enc, enc_in.pad_bias.clone());
+    let (enc, pad_bias) = encode_request(net, params, tok, &r, device, cache);
+    let prep = net.prepare(params, enc, pad_bias);
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];

@@ -496,30 +496,142 @@ pub struct Prepared {
 pub struct EncBatch {
     pub ids: Tensor<2, Int>,
     pub segs: Tensor<2, Int>,
-    /// Additive mask `[B, 1, 1, S]`: 0 for tokens, -1e4 for padding.
+    /// Position id of every token `[B, S]`.
+    pub pos: Tensor<2, Int>,
+    /// Additive mask `[B, 1, 1, S]`: 0 for tokens, -1e4 for padding (what
+    /// the decoder's cross-attention sees).
     pub pad_bias: Tensor<4>,
+    /// Additive self-attention mask of the encoder: `[B, 1, 1, S]` (padding
+    /// only) or, with the block mask, `[B, 1, S, S]`.
+    pub attn_bias: Tensor<4>,
+}
+
+/// Where each token of a rendered row sits under the block mask: its group
+/// (0 for `[CLS] query [SEP]`, then one group per tool, each ending at its
+/// `[SEP]`) and its position id (the query from 0, every tool from 1, as if
+/// it were a sentence of its own).
+pub fn block_groups(ids: &[u32], sep: u32) -> (Vec<usize>, Vec<usize>) {
+    let mut groups = Vec::with_capacity(ids.len());
+    let mut pos = Vec::with_capacity(ids.len());
+    let mut g = 0usize;
+    let mut p = 0usize;
+    for &id in ids {
+        groups.push(g);
+        pos.push(p);
+        p += 1;
+        if id == sep {
+            g += 1;
+            p = 1;
+        }
+    }
+    (groups, pos)
+}
+
+/// The blocks of a rendered row under the block mask: the query block first,
+/// then one range per tool (each ending at its `[SEP]`).
+pub fn block_ranges(ids: &[u32], sep: u32) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (j, &id) in ids.iter().enumerate() {
+        if id == sep {
+            out.push(start..j + 1);
+            start = j + 1;
+        }
+    }
+    if start < ids.len() {
+        out.push(start..ids.len());
+    }
+    out
 }
 
 impl EncBatch {
-    /// Build from token rows (padded with `pad` to the longest).
+    /// Build from token rows (padded with `pad` to the longest), full
+    /// attention and sequential positions.
     pub fn new(rows: &[(&[u32], &[u32])], pad: u32, device: &Device) -> Self {
+        Self::build(rows, pad, None, device)
+    }
+
+    /// Build for a network: with `cfg.block_mask`, tool tokens attend only
+    /// to their own tool (so tool encodings do not depend on the query and
+    /// can be cached) and each tool's positions start again at 1.
+    pub fn for_config(
+        cfg: &ModelConfig,
+        rows: &[(&[u32], &[u32])],
+        pad: u32,
+        sep: u32,
+        device: &Device,
+    ) -> Self {
+        Self::build(rows, pad, cfg.block_mask.then_some(sep), device)
+    }
+
+    /// Build with an optional block mask (groups split after each `sep`).
+    pub fn build(
+        rows: &[(&[u32], &[u32])],
+        pad: u32,
+        block_sep: Option<u32>,
+        device: &Device,
+    ) -> Self {
         let b = rows.len();
         let s = rows.iter().map(|r| r.0.len()).max().unwrap_or(1).max(1);
         let mut ids = vec![pad as i64; b * s];
         let mut segs = vec![0i64; b * s];
+        let mut pos = vec![0i64; b * s];
         let mut bias = vec![-1.0e4f32; b * s];
         for (i, (r, g)) in rows.iter().enumerate() {
             for j in 0..r.len() {
                 ids[i * s + j] = r[j] as i64;
                 segs[i * s + j] = g.get(j).copied().unwrap_or(0) as i64;
+                pos[i * s + j] = j as i64;
                 bias[i * s + j] = 0.0;
             }
         }
+        let pad_bias = Tensor::from_data(TensorData::new(bias.clone(), [b, 1, 1, s]), device);
+        let attn_bias = match block_sep {
+            None => pad_bias.clone(),
+            Some(sep) => {
+                let mut full = vec![-1.0e4f32; b * s * s];
+                for (i, (r, _)) in rows.iter().enumerate() {
+                    let (groups, p) = block_groups(r, sep);
+                    for (j, &pj) in p.iter().enumerate() {
+                        pos[i * s + j] = pj as i64;
+                    }
+                    for q in 0..r.len() {
+                        for k in 0..r.len() {
+                            if groups[q] == 0 || groups[q] == groups[k] {
+                                full[(i * s + q) * s + k] = 0.0;
+                            }
+                        }
+                    }
+                }
+                Tensor::from_data(TensorData::new(full, [b, 1, s, s]), device)
+            }
+        };
         EncBatch {
             ids: Tensor::from_data(TensorData::new(ids, [b, s]), device),
             segs: Tensor::from_data(TensorData::new(segs, [b, s]), device),
-            pad_bias: Tensor::from_data(TensorData::new(bias, [b, 1, 1, s]), device),
+            pos: Tensor::from_data(TensorData::new(pos, [b, s]), device),
+            pad_bias,
+            attn_bias,
         }
+    }
+}
+
+/// The encoder states of one tool block, which under the block mask do not
+/// depend on the query: every layer's keys and values (`[1, H, n, dh]`) and
+/// the final states (`[1, n, D]`).
+#[derive(Debug, Clone)]
+pub struct ToolBlock {
+    pub kv: Vec<(Tensor<4>, Tensor<4>)>,
+    pub out: Tensor<3>,
+    /// Tokens in the block.
+    pub len: usize,
+}
+
+impl ToolBlock {
+    /// Floats held (for cache accounting).
+    pub fn floats(&self) -> usize {
+        let d = self.out.dims()[2];
+        self.len * d * (2 * self.kv.len() + 1)
     }
 }
 
@@ -598,15 +710,12 @@ impl Net {
     pub fn encode(&self, p: &Params, x: &EncBatch) -> Tensor<3> {
         let l = &self.layout;
         let c = &self.cfg;
-        let [_, s] = x.ids.dims();
-        let device = x.ids.device();
         let word = embed(p.get(l.word), x.ids.clone());
-        let pos = p
-            .get(l.pos)
-            .narrow(0, 0, s.min(c.max_positions))
-            .unsqueeze_dim::<3>(0);
+        let pos = embed(
+            p.get(l.pos),
+            x.pos.clone().clamp(0, c.max_positions as i64 - 1),
+        );
         let typ = embed(p.get(l.typ), x.segs.clone());
-        let _ = device;
         let mut h = ln3(p, l.emb_ln, word + pos + typ, c.layer_norm_eps);
         for layer in &l.enc {
             let a = attention(
@@ -615,7 +724,7 @@ impl Net {
                 c.heads,
                 h.clone(),
                 h.clone(),
-                Some(x.pad_bias.clone()),
+                Some(x.attn_bias.clone()),
             );
             h = ln3(p, layer.ln1, h + a, c.layer_norm_eps);
             let f = lin3(
@@ -626,6 +735,104 @@ impl Net {
             h = ln3(p, layer.ln2, h + f, c.layer_norm_eps);
         }
         h
+    }
+
+    /// Embeddings of one block of tokens with explicit positions and segment.
+    fn embed_block(
+        &self,
+        p: &Params,
+        ids: &[u32],
+        first_pos: usize,
+        seg: u32,
+        device: &Device,
+    ) -> Tensor<3> {
+        let l = &self.layout;
+        let c = &self.cfg;
+        let n = ids.len().max(1);
+        let mut idv: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
+        idv.resize(n, 0);
+        let posv: Vec<i64> = (0..n)
+            .map(|j| (first_pos + j).min(c.max_positions - 1) as i64)
+            .collect();
+        let segv = vec![seg as i64; n];
+        let t = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, n]), device);
+        let h = embed(p.get(l.word), t(idv))
+            + embed(p.get(l.pos), t(posv))
+            + embed(p.get(l.typ), t(segv));
+        ln3(p, l.emb_ln, h, c.layer_norm_eps)
+    }
+
+    /// One encoder layer over `h`, attending to its own keys and values plus
+    /// `extra` (keys and values of other blocks, `[1, H, n, dh]`). Returns
+    /// the new states and this block's own keys and values.
+    fn enc_layer(
+        &self,
+        p: &Params,
+        layer: &EncLayer,
+        h: Tensor<3>,
+        extra: &[&(Tensor<4>, Tensor<4>)],
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let c = &self.cfg;
+        let (k, v) = project_kv(p, layer.attn, c.heads, h.clone());
+        let (kk, vv) = if extra.is_empty() {
+            (k.clone(), v.clone())
+        } else {
+            let mut ks = vec![k.clone()];
+            let mut vs = vec![v.clone()];
+            for (ek, ev) in extra {
+                ks.push(ek.clone());
+                vs.push(ev.clone());
+            }
+            (Tensor::cat(ks, 2), Tensor::cat(vs, 2))
+        };
+        let a = attend(p, layer.attn, c.heads, h.clone(), kk, vv, None);
+        let h = ln3(p, layer.ln1, h + a, c.layer_norm_eps);
+        let f = lin3(
+            p,
+            layer.ff2,
+            activation::gelu(lin3(p, layer.ff1, h.clone())),
+        );
+        (ln3(p, layer.ln2, h + f, c.layer_norm_eps), (k, v))
+    }
+
+    /// Encode one tool block on its own (its tokens up to and including its
+    /// `[SEP]`, segment 1, positions from 1). Under the block mask this is
+    /// exactly what the joint encoding computes for those rows, so the
+    /// result can be cached and reused with any query.
+    pub fn encode_tool_block(&self, p: &Params, ids: &[u32], device: &Device) -> ToolBlock {
+        let mut h = self.embed_block(p, ids, 1, 1, device);
+        let mut kv = Vec::with_capacity(self.layout.enc.len());
+        for layer in &self.layout.enc {
+            let (nh, own) = self.enc_layer(p, layer, h, &[]);
+            h = nh;
+            kv.push(own);
+        }
+        ToolBlock {
+            kv,
+            out: h,
+            len: ids.len(),
+        }
+    }
+
+    /// Encode the query block (`[CLS] query [SEP]`, segment 0, positions
+    /// from 0) against encoded tool blocks, and return the encoder output of
+    /// the whole input in rendering order (`[1, S, D]`): the same as
+    /// [`Net::encode`] with the block mask.
+    pub fn encode_with_blocks(
+        &self,
+        p: &Params,
+        query_ids: &[u32],
+        blocks: &[&ToolBlock],
+        device: &Device,
+    ) -> Tensor<3> {
+        let mut h = self.embed_block(p, query_ids, 0, 0, device);
+        for (i, layer) in self.layout.enc.iter().enumerate() {
+            let extra: Vec<&(Tensor<4>, Tensor<4>)> = blocks.iter().map(|b| &b.kv[i]).collect();
+            h = self.enc_layer(p, layer, h, &extra).0;
+        }
+        let mut parts = vec![h];
+        parts.extend(blocks.iter().map(|b| b.out.clone()));
+        Tensor::cat(parts, 1)
     }
 
     /// Decoder plus output heads: logits `[B, T, A + G + S]` over the output

@@ -113,9 +113,17 @@ pub struct Batch {
     pub steps: usize,
 }
 
-pub fn make_batch(items: &[&Item], n_gen: usize, pad: u32, device: &Device) -> Batch {
+/// Tensors of a batch. `block_sep`: the `[SEP]` id when the network uses
+/// the block attention mask (see `EncBatch::build`).
+pub fn make_batch(
+    items: &[&Item],
+    n_gen: usize,
+    pad: u32,
+    block_sep: Option<u32>,
+    device: &Device,
+) -> Batch {
     let rows: Vec<(&[u32], &[u32])> = items.iter().map(|it| (&it.ids[..], &it.segs[..])).collect();
-    let enc = EncBatch::new(&rows, pad, device);
+    let enc = EncBatch::build(&rows, pad, block_sep, device);
     let s = items
         .iter()
         .map(|it| it.ids.len())

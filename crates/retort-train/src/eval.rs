@@ -88,6 +88,8 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
     let device = burn::tensor::Device::flex();
     let start = std::time::Instant::now();
     let mut rep = EvalReport::default();
+    // Fresh for these parameters: validation examples share their tools.
+    let cache = retort_model::cache::ToolCache::new(retort_model::model::DEFAULT_TOOL_CACHE_BYTES);
     for ex in examples {
         rep.n += 1;
         match greedy(
@@ -98,6 +100,7 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
             &ex.tools,
             &CallOptions::default(),
             &device,
+            Some(&cache),
         ) {
             Ok(d) => {
                 let ok = calls_match(&d.calls, &ex.calls);

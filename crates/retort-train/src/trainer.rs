@@ -69,6 +69,9 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Stop as if interrupted when this step is reached (tests of `--resume`).
     pub stop_at_step: Option<usize>,
+    /// Set the encoder's block attention mask (`ModelConfig::block_mask`);
+    /// `None` keeps what `--init` has (fresh models: on, tiny: off).
+    pub block_mask: Option<bool>,
 }
 
 impl TrainOptions {
@@ -109,6 +112,7 @@ impl TrainOptions {
             log_every: 20,
             progress: true,
             stop_at_step: None,
+            block_mask: None,
         }
     }
 }
@@ -213,15 +217,16 @@ fn val_loss(
     params: &Params,
     items: &[Item],
     n_gen: usize,
-    pad: u32,
+    (pad, sep): (u32, u32),
     device: &Device,
     batch: usize,
 ) -> f64 {
+    let block_sep = net.cfg.block_mask.then_some(sep);
     let mut total = 0.0;
     let mut weight = 0.0;
     for chunk in items.chunks(batch.max(1)) {
         let refs: Vec<&Item> = chunk.iter().collect();
-        let b = make_batch(&refs, n_gen, pad, device);
+        let b = make_batch(&refs, n_gen, pad, block_sep, device);
         let enc = net.encode(params, &b.enc);
         let logits = net.decode(params, enc, b.enc.pad_bias.clone(), &b.dec);
         let w: f64 = b.weight.clone().sum().into_scalar::<f32>() as f64;
@@ -262,7 +267,7 @@ fn validate(
         &ip,
         &val_items[..limit],
         n_gen,
-        tok.pad,
+        (tok.pad, tok.sep),
         &device,
         opts.batch_size,
     );
@@ -375,6 +380,12 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
             };
             (cfg, host, tj, from)
         };
+    let mut cfg = cfg;
+    if let Some(bm) = opts.block_mask
+        && resume_dir.is_none()
+    {
+        cfg.block_mask = bm;
+    }
     let tok = Tok::from_bytes(&tokenizer_json)?;
     let net = Net::new(cfg.clone(), &device)?;
     let layout = net.layout.clone();
@@ -534,10 +545,20 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
                 .map(|&i| &items[i])
                 .collect();
             let step_start = Instant::now();
-            let b: Batch = make_batch(&refs, n_gen, tok.pad, &device);
+            let block_sep = cfg.block_mask.then_some(tok.sep);
+            let b: Batch = make_batch(&refs, n_gen, tok.pad, block_sep, &device);
             let soft = match &teacher {
                 Some(tm) => {
-                    let enc = tm.net.encode(&tm.params, &b.enc);
+                    let enc = if tm.cfg.block_mask == cfg.block_mask {
+                        tm.net.encode(&tm.params, &b.enc)
+                    } else {
+                        let rows: Vec<(&[u32], &[u32])> =
+                            refs.iter().map(|it| (&it.ids[..], &it.segs[..])).collect();
+                        let te = retort_model::net::EncBatch::for_config(
+                            &tm.cfg, &rows, tok.pad, tok.sep, &device,
+                        );
+                        tm.net.encode(&tm.params, &te)
+                    };
                     let tl = tm
                         .net
                         .decode(&tm.params, enc, b.enc.pad_bias.clone(), &b.dec);

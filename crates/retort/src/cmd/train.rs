@@ -94,6 +94,11 @@ pub struct TrainArgs {
     /// temperature, and write the model there in compact storage.
     #[arg(long)]
     export: Option<PathBuf>,
+    /// Encoder block attention mask (tool tokens attend only to their own
+    /// tool, so tool encodings are cached at inference): `true` or `false`.
+    /// Default: what --init has; a fresh model gets `true`, --tiny `false`.
+    #[arg(long)]
+    block_mask: Option<bool>,
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
@@ -160,6 +165,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     o.val_loss_limit = a.val_loss_limit;
     o.val_every = a.val_every;
     o.tiny = a.tiny;
+    o.block_mask = a.block_mask;
     o.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
