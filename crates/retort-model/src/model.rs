@@ -11,7 +11,7 @@ use crate::cache::ToolCache;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::grammar::{Choice, Grammar, State};
-use crate::net::{DecBatch, EncBatch, HostParams, Net, Params, action, kind};
+use crate::net::{EncBatch, HostParams, Net, Params, action, kind};
 use crate::render::{RenderLimits, Tok, render};
 use crate::targets::next_input;
 use crate::weights;
@@ -264,12 +264,12 @@ pub fn greedy(
         .into_iter()
         .collect();
     let r = render(tok, query, tools, infer_limits(cfg), &keep)?;
-    let s = r.len();
     let (enc, pad_bias) = encode_request(net, params, tok, &r, device, cache);
     let prep = net.prepare(params, enc, pad_bias);
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
+    let mut dec = net.start_decoding();
     let mut logp = vec![0f64; TEMPERATURES.len()];
     let mut logp_cfg = 0f64;
     let mut last_copy: Option<usize> = None;
@@ -277,8 +277,9 @@ pub fn greedy(
     let mut cur_value: Vec<usize> = Vec::new();
     let mut steps = 0;
     while !g.is_done() && steps < max_steps {
-        let dec_in = DecBatch::new(std::slice::from_ref(&inputs), s, device);
-        let last: Tensor<3> = net.decode_prepared(params, &prep, &dec_in, true);
+        // Feed the newest input; earlier steps live in `dec`.
+        let Some(&newest) = inputs.last() else { break };
+        let last: Tensor<3> = net.decode_step(params, &prep, &mut dec, newest);
         let z = last
             .into_data()
             .try_into_vec::<f32>()

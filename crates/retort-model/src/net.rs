@@ -488,7 +488,11 @@ pub struct Prepared {
     pub pad_bias: Tensor<4>,
     pub cross_kv: Vec<(Tensor<4>, Tensor<4>)>,
     pub ptr_k: Tensor<3>,
+    /// `ptr_k` transposed: `[B, D, S]`.
+    pub ptr_kt: Tensor<3>,
     pub gen_table: Tensor<2>,
+    /// `gen_table` transposed: `[D, G]`.
+    pub gen_table_t: Tensor<2>,
 }
 
 /// A batch of encoder inputs (right-padded).
@@ -856,9 +860,13 @@ impl Net {
             .iter()
             .map(|layer| project_kv(p, layer.cross, self.cfg.heads, enc.clone()))
             .collect();
+        let ptr_k = lin3(p, l.ptr_k, enc.clone());
+        let gen_table = p.get(l.word).select(0, self.gen_ids.clone());
         Prepared {
-            ptr_k: lin3(p, l.ptr_k, enc.clone()),
-            gen_table: p.get(l.word).select(0, self.gen_ids.clone()),
+            ptr_kt: ptr_k.clone().swap_dims(1, 2),
+            ptr_k,
+            gen_table_t: gen_table.clone().transpose(),
+            gen_table,
             cross_kv,
             enc,
             pad_bias,
@@ -916,18 +924,90 @@ impl Net {
         } else {
             x
         };
-        let t = x.dims()[1];
+        self.heads(p, prep, x)
+    }
+
+    /// Output heads over decoder states `[B, T, D]`: logits `[B, T, V]`.
+    fn heads(&self, p: &Params, prep: &Prepared, x: Tensor<3>) -> Tensor<3> {
+        let l = &self.layout;
+        let [b, t, d] = x.dims();
         let h = ln3(p, l.dec_ln, x, 1e-5);
-        let d = c.hidden;
         let act = lin3(p, l.act, h.clone());
         let g = prep.gen_table.dims()[0];
         let gq = lin3(p, l.gen_q, h.clone()).reshape([b * t, d]);
         let gen_logits =
-            (gq.matmul(prep.gen_table.clone().transpose()) + p.get(l.gen_bias)).reshape([b, t, g]);
+            (gq.matmul(prep.gen_table_t.clone()) + p.get(l.gen_bias)).reshape([b, t, g]);
         let pq = lin3(p, l.ptr_q, h);
-        let ptr = pq.matmul(prep.ptr_k.clone().swap_dims(1, 2)) / (d as f64).sqrt();
+        let ptr = pq.matmul(prep.ptr_kt.clone()) / (d as f64).sqrt();
         Tensor::cat(vec![act, gen_logits, ptr], 2)
     }
+
+    /// An empty incremental decoding state (batch of one).
+    pub fn start_decoding(&self) -> DecState {
+        DecState {
+            kv: vec![None; self.layout.dec.len()],
+            t: 0,
+        }
+    }
+
+    /// One incremental decoder step (batch of one): feed the step input
+    /// `(tok, kind, pointer position)` and get the logits `[V]` of the next
+    /// output. The self-attention keys and values of earlier steps are kept
+    /// in `st`, so a step costs one position, not the whole prefix; the
+    /// logits equal [`Net::decode_prepared`]'s last step over the same
+    /// inputs.
+    pub fn decode_step(
+        &self,
+        p: &Params,
+        prep: &Prepared,
+        st: &mut DecState,
+        input: (u32, u32, Option<usize>),
+    ) -> Tensor<3> {
+        let l = &self.layout;
+        let c = &self.cfg;
+        let device = prep.enc.device();
+        let (tok, knd, ptr) = input;
+        let ids = |v: i64| Tensor::<2, Int>::from_data(TensorData::new(vec![v], [1, 1]), &device);
+        let pos = st.t.min(c.max_steps - 1);
+        let mut x = embed(p.get(l.word), ids(tok as i64))
+            + embed(p.get(l.dec_kind), ids(knd as i64))
+            + p.get(l.dec_pos).narrow(0, pos, 1).unsqueeze_dim::<3>(0);
+        let [_, s, d] = prep.enc.dims();
+        if let Some(q) = ptr.filter(|&q| q < s) {
+            x = x + prep.enc.clone().slice([0..1, q..q + 1, 0..d]);
+        }
+        for ((layer, (ck, cv)), cache) in l.dec.iter().zip(&prep.cross_kv).zip(st.kv.iter_mut()) {
+            let hn = ln3(p, layer.ln_self, x.clone(), 1e-5);
+            let (k, v) = project_kv(p, layer.self_attn, c.heads, hn.clone());
+            let (k, v) = match cache.take() {
+                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                None => (k, v),
+            };
+            *cache = Some((k.clone(), v.clone()));
+            x = x + attend(p, layer.self_attn, c.heads, hn, k, v, None);
+            let hn = ln3(p, layer.ln_cross, x.clone(), 1e-5);
+            x = x + attend(
+                p,
+                layer.cross,
+                c.heads,
+                hn,
+                ck.clone(),
+                cv.clone(),
+                Some(prep.pad_bias.clone()),
+            );
+            let hn = ln3(p, layer.ln_ff, x.clone(), 1e-5);
+            x = x + lin3(p, layer.ff2, activation::gelu(lin3(p, layer.ff1, hn)));
+        }
+        st.t += 1;
+        self.heads(p, prep, x)
+    }
+}
+
+/// Self-attention keys and values of the steps decoded so far.
+#[derive(Debug, Clone)]
+pub struct DecState {
+    kv: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    t: usize,
 }
 
 /// Deterministic RNG used across the crate.

@@ -314,3 +314,48 @@ fn tool_blocks_match_joint_block_encoding() {
         assert!((a - b).abs() < 1e-4, "element {i}: {a} vs {b}");
     }
 }
+
+/// Incremental decoding (cached self-attention keys and values) gives, at
+/// every step, the logits of a full pass over the prefix.
+#[test]
+fn incremental_decoding_matches_full_prefix() {
+    use crate::net::{DecBatch, kind};
+    let mut cfg = ModelConfig::tiny(vec![1012, 1015, 2000]);
+    cfg.dec_layers = 2;
+    let device = Device::flex();
+    let net = Net::new(cfg, &device).expect("net");
+    let host = HostParams::init(&net.layout, 13);
+    let p = host.to_device(&net.layout, &device, None);
+    let x = EncBatch::new(
+        &[(&[101, 7592, 2088, 2003, 102, 2000], &[0, 0, 0, 1, 1, 1])],
+        0,
+        &device,
+    );
+    let enc = net.encode(&p, &x);
+    let prep = net.prepare(&p, enc, x.pad_bias.clone());
+    let steps = vec![
+        (0, kind::BOS, None),
+        (2088, kind::FUNCTION, Some(2)),
+        (7592, kind::PARAM, Some(1)),
+        (1012, kind::VALUE, None),
+        (2000, kind::VALUE, Some(5)),
+    ];
+    let mut st = net.start_decoding();
+    for n in 1..=steps.len() {
+        let y = DecBatch::new(&[steps[..n].to_vec()], 6, &device);
+        let full = net
+            .decode_prepared(&p, &prep, &y, true)
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("vec");
+        let inc = net
+            .decode_step(&p, &prep, &mut st, steps[n - 1])
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("vec");
+        assert_eq!(full.len(), inc.len());
+        for (i, (a, b)) in full.iter().zip(&inc).enumerate() {
+            assert!((a - b).abs() < 1e-4, "step {n}, output {i}: {a} vs {b}");
+        }
+    }
+}
