@@ -44,4 +44,11 @@ pub trait ToolCaller: Send + Sync {
         tools: &[Tool],
         options: &CallOptions,
     ) -> Result<Prediction, CallerError>;
+
+    /// The model's own counters for a metrics endpoint: `(name, help,
+    /// type, value)` with a Prometheus metric name and type (`counter` or
+    /// `gauge`). None by default.
+    fn counters(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
+        Vec::new()
+    }
 }

@@ -144,6 +144,23 @@ impl Model {
         })
     }
 
+    /// Set the decoding bias towards copying values from the query
+    /// (`ModelConfig::copy_bias`).
+    pub fn set_copy_bias(&mut self, bias: f64) -> Result<(), ModelError> {
+        let mut cfg = self.cfg.clone();
+        cfg.copy_bias = bias;
+        cfg.check()?;
+        self.cfg = cfg.clone();
+        self.net.cfg = cfg;
+        Ok(())
+    }
+
+    /// Replace the tool-encoding cache with an empty one of `max_bytes`
+    /// (0 turns caching off).
+    pub fn set_tool_cache_bytes(&mut self, max_bytes: usize) {
+        self.tool_cache = ToolCache::new(max_bytes);
+    }
+
     pub fn tokenizer_json(&self) -> &[u8] {
         &self.tokenizer_json
     }
@@ -280,10 +297,21 @@ pub fn greedy(
         // Feed the newest input; earlier steps live in `dec`.
         let Some(&newest) = inputs.last() else { break };
         let last: Tensor<3> = net.decode_step(params, &prep, &mut dec, newest);
-        let z = last
+        let mut z = last
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| ModelError::Weights(format!("{e:?}")))?;
+        if cfg.copy_bias != 0.0 {
+            // Query positions are only ever value copies (names and enum
+            // members are pointed at in the tool segment).
+            for (p, &seg) in r.segs.iter().enumerate() {
+                if seg == 0
+                    && let Some(x) = z.get_mut(g.space.src_index(p))
+                {
+                    *x += cfg.copy_bias as f32;
+                }
+            }
+        }
         let mask = g.mask();
         let allowed: Vec<(usize, Choice)> = mask
             .iter()
@@ -489,6 +517,39 @@ impl ToolCaller for Model {
             Err(ModelError::InvalidRequest(m)) => Err(CallerError::InvalidRequest(m)),
             Err(e) => Err(CallerError::Model(e.to_string())),
         }
+    }
+
+    fn counters(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
+        if !self.cfg.block_mask {
+            return Vec::new();
+        }
+        let s = self.tool_cache.stats();
+        vec![
+            (
+                "retort_tool_cache_hits_total",
+                "Tool encodings taken from the cache.",
+                "counter",
+                s.hits as f64,
+            ),
+            (
+                "retort_tool_cache_misses_total",
+                "Tool encodings computed (not in the cache).",
+                "counter",
+                s.misses as f64,
+            ),
+            (
+                "retort_tool_cache_entries",
+                "Tool encodings held in the cache.",
+                "gauge",
+                s.entries as f64,
+            ),
+            (
+                "retort_tool_cache_bytes",
+                "Bytes of encoder states held in the cache.",
+                "gauge",
+                s.bytes as f64,
+            ),
+        ]
     }
 }
 

@@ -238,7 +238,10 @@ fn block_mask_isolates_tool_encodings() {
     };
     let enc = |ids: &[u32], segs: &[u32]| -> Vec<f32> {
         let x = EncBatch::for_config(&cfg, &[(ids, segs)], 0, sep, &device);
-        net.encode(&p, &x).into_data().try_into_vec::<f32>().expect("vec")
+        net.encode(&p, &x)
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("vec")
     };
     let d = cfg.hidden;
     let (ids1, segs1, q1) = row(&[7592, 2088]);
@@ -262,7 +265,11 @@ fn block_mask_isolates_tool_encodings() {
         ),
         ..x
     };
-    let alone = net.encode(&p, &x).into_data().try_into_vec::<f32>().expect("vec");
+    let alone = net
+        .encode(&p, &x)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
     for (a, b) in alone.iter().zip(&t1[..4 * d]) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
@@ -296,7 +303,11 @@ fn tool_blocks_match_joint_block_encoding() {
     let mut segs = vec![0u32; 5];
     segs.resize(ids.len(), 1);
     let x = EncBatch::for_config(&cfg, &[(&ids, &segs)], 0, sep, &device);
-    let joint = net.encode(&p, &x).into_data().try_into_vec::<f32>().expect("vec");
+    let joint = net
+        .encode(&p, &x)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
     let ranges = crate::net::block_ranges(&ids, sep);
     assert_eq!(ranges, vec![0..5, 5..9, 9..12]);
     let blocks: Vec<crate::net::ToolBlock> = ranges[1..]
@@ -358,4 +369,27 @@ fn incremental_decoding_matches_full_prefix() {
             assert!((a - b).abs() < 1e-4, "step {n}, output {i}: {a} vs {b}");
         }
     }
+}
+
+/// A large copy bias makes every value piece a copy from the query: the
+/// required string comes out as a slice of the query text.
+#[test]
+fn copy_bias_prefers_query_pieces() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 21);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    m.set_copy_bias(40.0).expect("bias");
+    let q = "What is the weather in Reykjavik today?";
+    let opts = CallOptions {
+        require_call: true,
+        ..Default::default()
+    };
+    let d = m.predict(q, &weather_tools(), &opts).expect("predict");
+    let city = d.calls[0].arguments["city"].as_str().expect("string");
+    assert!(!city.is_empty());
+    for word in city.split_whitespace() {
+        assert!(q.contains(word), "{city:?} is not copied from the query");
+    }
+    assert!(m.set_copy_bias(f64::NAN).is_err());
 }

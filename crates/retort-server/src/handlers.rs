@@ -56,10 +56,15 @@ pub async fn healthz() -> Response {
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    text(
-        state.metrics.render(),
-        "text/plain; version=0.0.4; charset=utf-8",
-    )
+    use std::fmt::Write as _;
+    let mut out = state.metrics.render();
+    for (name, help, kind, value) in state.caller.counters() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    text(out, "text/plain; version=0.0.4; charset=utf-8")
 }
 
 /// `POST /tool-call`: `{prompt, available_functions, max_tokens}` →

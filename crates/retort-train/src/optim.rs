@@ -72,14 +72,24 @@ impl AdamW {
         trainable: &[bool],
         layout: &Layout,
     ) -> StepInfo {
-        self.t += 1;
-        let lr = self.cfg.lr_at(self.t);
         let gs: Vec<Option<Tensor<2>>> = params
             .t
             .iter()
             .zip(trainable)
             .map(|(p, &tr)| if tr { p.grad(grads) } else { None })
             .collect();
+        self.step_grads(params, gs, layout)
+    }
+
+    /// One update from gradients already taken (`None`: no update).
+    pub fn step_grads(
+        &mut self,
+        params: &mut Params,
+        gs: Vec<Option<Tensor<2>>>,
+        layout: &Layout,
+    ) -> StepInfo {
+        self.t += 1;
+        let lr = self.cfg.lr_at(self.t);
         let sq: Vec<Tensor<1>> = gs
             .iter()
             .flatten()

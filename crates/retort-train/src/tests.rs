@@ -223,7 +223,7 @@ fn tiny_model_overfits_a_dozen_examples() {
     o.gen_vocab_size = 64;
     train(&o, Arc::new(AtomicBool::new(false))).expect("train");
     let (rep, _) =
-        crate::trainer::evaluate_and_export(&dir.path().join("out/final"), &data, None, None)
+        crate::trainer::evaluate_and_export(&dir.path().join("out/final"), &data, None, None, None)
             .expect("eval");
     assert_eq!(rep.n, 12);
     assert_eq!(rep.exact, 12, "exact {}/{}", rep.exact, rep.n);
@@ -292,4 +292,58 @@ fn teacher_model_and_exact_resume() {
     let wa = std::fs::read(dir.path().join("a/final/model.safetensors")).expect("a");
     let wb = std::fs::read(dir.path().join("b/final/model.safetensors")).expect("b");
     assert!(wa == wb, "resumed run differs from the unbroken run");
+}
+
+/// Data-parallel gradients (`--threads 2`, with the block mask) train to
+/// the same weights as one graph per batch, up to float rounding.
+#[test]
+fn data_parallel_matches_single_thread() {
+    let Some(_) = retort_model::testutil::tokenizer_json() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("d.jsonl");
+    let lines: Vec<String> = dozen()
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap_or_default())
+        .collect();
+    std::fs::write(&data, lines.join("\n")).expect("write");
+    let run = |out: &str, threads: usize| {
+        let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join(out));
+        o.minilm = tokenizer_dir();
+        o.tiny = true;
+        o.block_mask = Some(true);
+        o.batch_size = 4;
+        o.lr = 1e-2;
+        o.warmup = 2;
+        o.max_steps = Some(4);
+        o.checkpoint_every = 0;
+        o.val_decode_limit = 0;
+        o.progress = false;
+        o.gen_vocab_size = 64;
+        o.threads = threads;
+        train(&o, Arc::new(AtomicBool::new(false))).expect("train");
+        let m = retort_model::Model::load(&dir.path().join(out).join("final")).expect("load");
+        assert!(m.cfg.block_mask);
+        m.params.to_host().expect("host")
+    };
+    let one = run("one", 1);
+    let two = run("two", 2);
+    // Adam divides by the gradients' size, so a rounding difference in a
+    // gradient near zero can move that one weight by up to lr: compare the
+    // mean difference.
+    let again = run("again", 1);
+    let mean_diff = |a: &retort_model::net::HostParams, b: &retort_model::net::HostParams| {
+        let (mut s, mut n) = (0f64, 0usize);
+        for (x, y) in a.values.iter().zip(&b.values) {
+            for (p, q) in x.iter().zip(y) {
+                s += (p - q).abs() as f64;
+                n += 1;
+            }
+        }
+        s / n.max(1) as f64
+    };
+    let d = mean_diff(&one, &two);
+    assert!(d < 1e-6, "mean difference {d}");
+    assert_eq!(mean_diff(&one, &again), 0.0, "same settings, same weights");
 }

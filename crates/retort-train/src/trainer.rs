@@ -69,6 +69,9 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Stop as if interrupted when this step is reached (tests of `--resume`).
     pub stop_at_step: Option<usize>,
+    /// Threads computing gradients: with N >= 2 each batch is cut into N
+    /// slices, each on its own thread (data parallel); 1: one graph per batch.
+    pub threads: usize,
     /// Set the encoder's block attention mask (`ModelConfig::block_mask`);
     /// `None` keeps what `--init` has (fresh models: on, tiny: off).
     pub block_mask: Option<bool>,
@@ -113,6 +116,7 @@ impl TrainOptions {
             progress: true,
             stop_at_step: None,
             block_mask: None,
+            threads: 1,
         }
     }
 }
@@ -299,6 +303,127 @@ fn validate(
         )?;
     }
     Ok((vl, rep.accuracy()))
+}
+
+/// What one gradient computation needs besides its parameters and items.
+struct StepCtx<'a> {
+    net: &'a Net,
+    teacher: Option<&'a retort_model::Model>,
+    trainable: &'a [bool],
+    n_gen: usize,
+    tok: &'a Tok,
+    lw: LossWeights,
+    device: &'a Device,
+}
+
+/// Gradients (per parameter; `None` when frozen), loss and CE step weight
+/// of one group of items.
+struct HalfOut {
+    grads: Vec<Option<burn::tensor::Tensor<2>>>,
+    loss: f64,
+    weight: f64,
+}
+
+fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<HalfOut, TrainError> {
+    let net = ctx.net;
+    let cfg = &net.cfg;
+    let tok = ctx.tok;
+    let block_sep = cfg.block_mask.then_some(tok.sep);
+    let b: Batch = make_batch(refs, ctx.n_gen, tok.pad, block_sep, ctx.device);
+    let soft = match ctx.teacher {
+        Some(tm) => {
+            let enc = if tm.cfg.block_mask == cfg.block_mask {
+                tm.net.encode(&tm.params, &b.enc)
+            } else {
+                let rows: Vec<(&[u32], &[u32])> =
+                    refs.iter().map(|it| (&it.ids[..], &it.segs[..])).collect();
+                let te = retort_model::net::EncBatch::for_config(
+                    &tm.cfg, &rows, tok.pad, tok.sep, ctx.device,
+                );
+                tm.net.encode(&tm.params, &te)
+            };
+            let tl = tm
+                .net
+                .decode(&tm.params, enc, b.enc.pad_bias.clone(), &b.dec);
+            Some((
+                teacher_probs(tl, b.allowed_bias.clone(), ctx.lw.temperature),
+                b.weight.clone(),
+            ))
+        }
+        None => b.soft.clone(),
+    };
+    let weight = b.weight.clone().sum().into_scalar::<f32>() as f64;
+    let enc = net.encode(params, &b.enc);
+    let logits = net.decode(params, enc, b.enc.pad_bias.clone(), &b.dec);
+    let parts = loss(
+        logits,
+        b.allowed_bias,
+        b.target_bias,
+        b.weight,
+        soft,
+        ctx.lw,
+    );
+    let grads = parts.total.backward();
+    let lval = parts.total.clone().into_scalar::<f32>() as f64;
+    let gs = params
+        .t
+        .iter()
+        .zip(ctx.trainable)
+        .map(|(p, &tr)| if tr { p.grad(&grads) } else { None })
+        .collect();
+    Ok(HalfOut {
+        grads: gs,
+        loss: lval,
+        weight,
+    })
+}
+
+/// The same weights with fresh autodiff leaves (no copy of the data), so
+/// another thread can build its own graph over them.
+fn fork_params(params: &Params, trainable: &[bool]) -> Params {
+    Params {
+        t: params
+            .t
+            .iter()
+            .zip(trainable)
+            .map(|(t, &tr)| {
+                if tr {
+                    burn::tensor::Tensor::from_inner(t.clone().inner()).require_grad()
+                } else {
+                    t.clone()
+                }
+            })
+            .collect(),
+    }
+}
+
+fn join(
+    h: std::thread::ScopedJoinHandle<'_, Result<HalfOut, TrainError>>,
+) -> Result<HalfOut, TrainError> {
+    h.join()
+        .unwrap_or_else(|_| Err(TrainError::Invalid("a training thread panicked".into())))
+}
+
+/// Gradients and loss of the whole batch from its parts: each part's mean
+/// weighted by its share of the CE steps.
+fn combine(parts: Vec<HalfOut>) -> (Vec<Option<burn::tensor::Tensor<2>>>, f64) {
+    let total: f64 = parts.iter().map(|p| p.weight).sum::<f64>().max(1e-9);
+    let n = parts.first().map(|p| p.grads.len()).unwrap_or(0);
+    let mut gs: Vec<Option<burn::tensor::Tensor<2>>> = vec![None; n];
+    let mut lval = 0.0;
+    for part in parts {
+        let share = part.weight / total;
+        lval += part.loss * share;
+        for (acc, g) in gs.iter_mut().zip(part.grads) {
+            let Some(g) = g else { continue };
+            let g = g * share;
+            *acc = Some(match acc.take() {
+                Some(a) => a + g,
+                None => g,
+            });
+        }
+    }
+    (gs, lval)
 }
 
 /// Run training. `stop` is set by the caller's Ctrl-C handler.
@@ -545,36 +670,46 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
                 .map(|&i| &items[i])
                 .collect();
             let step_start = Instant::now();
-            let block_sep = cfg.block_mask.then_some(tok.sep);
-            let b: Batch = make_batch(&refs, n_gen, tok.pad, block_sep, &device);
-            let soft = match &teacher {
-                Some(tm) => {
-                    let enc = if tm.cfg.block_mask == cfg.block_mask {
-                        tm.net.encode(&tm.params, &b.enc)
-                    } else {
-                        let rows: Vec<(&[u32], &[u32])> =
-                            refs.iter().map(|it| (&it.ids[..], &it.segs[..])).collect();
-                        let te = retort_model::net::EncBatch::for_config(
-                            &tm.cfg, &rows, tok.pad, tok.sep, &device,
-                        );
-                        tm.net.encode(&tm.params, &te)
-                    };
-                    let tl = tm
-                        .net
-                        .decode(&tm.params, enc, b.enc.pad_bias.clone(), &b.dec);
-                    Some((
-                        teacher_probs(tl, b.allowed_bias.clone(), lw.temperature),
-                        b.weight.clone(),
-                    ))
-                }
-                None => b.soft.clone(),
+            let ctx = StepCtx {
+                net: &net,
+                teacher: teacher.as_ref(),
+                trainable: &trainable,
+                n_gen,
+                tok: &tok,
+                lw,
+                device: &device,
             };
-            let enc = net.encode(&params, &b.enc);
-            let logits = net.decode(&params, enc, b.enc.pad_bias.clone(), &b.dec);
-            let parts = loss(logits, b.allowed_bias, b.target_bias, b.weight, soft, lw);
-            let grads = parts.total.backward();
-            let lval = parts.total.clone().into_scalar::<f32>() as f64;
-            let info = opt.step(&mut params, &grads, &trainable, &layout);
+            let shape = (
+                refs.iter().map(|it| it.ids.len()).max().unwrap_or(0),
+                refs.iter().map(|it| it.steps.len()).max().unwrap_or(0),
+            );
+            let parts = opts.threads.clamp(1, refs.len().max(1));
+            let (gs, lval) = if parts >= 2 {
+                // Data parallel: each slice of the (length-sorted) batch on
+                // its own thread with its own autodiff leaves over the same
+                // weights; gradients combined as the whole batch's mean.
+                let chunks: Vec<&[&Item]> = refs.chunks(refs.len().div_ceil(parts)).collect();
+                let forks: Vec<Params> = chunks
+                    .iter()
+                    .map(|_| fork_params(&params, &trainable))
+                    .collect();
+                let outs = std::thread::scope(|sc| {
+                    let hs: Vec<_> = chunks
+                        .iter()
+                        .zip(&forks)
+                        .map(|(c, p)| {
+                            let ctx = &ctx;
+                            sc.spawn(move || half_grads(ctx, p, c))
+                        })
+                        .collect();
+                    hs.into_iter().map(join).collect::<Vec<_>>()
+                });
+                combine(outs.into_iter().collect::<Result<Vec<_>, _>>()?)
+            } else {
+                let h = half_grads(&ctx, &params, &refs)?;
+                (h.grads, h.loss)
+            };
+            let info = opt.step_grads(&mut params, gs, &layout);
             state.step += 1;
             state.batch_in_epoch += 1;
             state.examples_seen += refs.len();
@@ -602,8 +737,8 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
                     info.grad_norm,
                     eps,
                     step_start.elapsed().as_secs_f64() * 1000.0,
-                    b.space.src,
-                    b.steps,
+                    shape.0,
+                    shape.1,
                     left / 60.0
                 );
                 window_loss = 0.0;
@@ -738,8 +873,12 @@ pub fn evaluate_and_export(
     val: &Path,
     export: Option<&Path>,
     limit: Option<usize>,
+    copy_bias: Option<f64>,
 ) -> Result<(eval::EvalReport, eval::Calibration), TrainError> {
-    let model = retort_model::Model::load(model_dir)?;
+    let mut model = retort_model::Model::load(model_dir)?;
+    if let Some(b) = copy_bias {
+        model.set_copy_bias(b)?;
+    }
     let (mut ex, _) = data::load_jsonl(val)?;
     if let Some(n) = limit {
         ex.truncate(n);

@@ -33,6 +33,17 @@ pub struct BenchArgs {
     /// Concurrent HTTP clients of the throughput runs.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     pub concurrency: Vec<usize>,
+    /// Use only the first N BFCL entries (cycled). With a small N the same
+    /// tool sets come back, as they do for an application with a fixed
+    /// catalogue, so cached tool encodings are reused; with all 400 (the
+    /// default) and a cache smaller than their tools, nearly every request
+    /// encodes its tools afresh.
+    #[arg(long, value_name = "N")]
+    pub distinct: Option<usize>,
+    /// Memory for cached tool encodings, in MiB (0 turns caching off), as
+    /// `retort serve --tool-cache-mb`.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub tool_cache_mb: usize,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
@@ -407,9 +418,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !(args.duration_s.is_finite() && args.duration_s > 0.0) {
         bail!("--duration-s must be a positive number of seconds");
     }
-    let inputs = load_bfcl(dir)?;
+    let mut inputs = load_bfcl(dir)?;
+    if let Some(n) = args.distinct {
+        if n == 0 {
+            bail!("--distinct must be at least 1");
+        }
+        inputs.truncate(n);
+    }
     let start = Instant::now();
-    let caller = super::serve::load_caller(args.model.as_deref())?;
+    let caller = super::serve::load_caller_with_cache(
+        args.model.as_deref(),
+        args.tool_cache_mb.saturating_mul(1 << 20),
+    )?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let opts = BenchOptions {
         requests: args.requests,

@@ -46,6 +46,14 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
         cfg.max_steps,
         cfg.gen_vocab.len()
     );
+    println!(
+        "encoder attention: {}",
+        if cfg.block_mask {
+            "block mask (tools attend only to themselves; tool encodings cached)"
+        } else {
+            "full"
+        }
+    );
     println!("confidence temperature: {}", cfg.confidence_temperature);
     println!("parameters:");
     for (part, n) in layout.count_by_part() {

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Time limit of one request, in milliseconds (then 408).
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
+    /// Memory for cached tool encodings, in MiB (models with the block
+    /// attention mask encode each tool once and reuse it; 0 turns it off).
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub tool_cache_mb: usize,
     /// Most model calls running at once; others wait. Default: the number of CPUs.
     #[arg(long, value_name = "N")]
     pub max_concurrent_calls: Option<usize>,
@@ -99,13 +103,24 @@ fn parse_api_key(s: &str) -> Result<ApiKey, String> {
 /// The one place the CLI obtains a model (`serve`, `call`, `bench`): from
 /// `--model DIR`, or the embedded default model when `None`.
 pub fn load_caller(model: Option<&Path>) -> anyhow::Result<Arc<dyn ToolCaller>> {
-    let loaded = match model {
+    load_caller_with_cache(model, retort_model::model::DEFAULT_TOOL_CACHE_BYTES)
+}
+
+/// [`load_caller`] with a tool-encoding cache of `cache_bytes`.
+pub fn load_caller_with_cache(
+    model: Option<&Path>,
+    cache_bytes: usize,
+) -> anyhow::Result<Arc<dyn ToolCaller>> {
+    let mut loaded = match model {
         Some(dir) => retort_model::Model::load(dir)
             .with_context(|| format!("cannot load the model in {}", dir.display()))?,
         None => {
             retort_model::Model::embedded().context("cannot load the embedded default model")?
         }
     };
+    if cache_bytes != retort_model::model::DEFAULT_TOOL_CACHE_BYTES {
+        loaded.set_tool_cache_bytes(cache_bytes);
+    }
     Ok(Arc::new(loaded))
 }
 
@@ -134,7 +149,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         "none"
     };
     let start = Instant::now();
-    let caller = load_caller(args.model.as_deref())?;
+    let caller = load_caller_with_cache(
+        args.model.as_deref(),
+        args.tool_cache_mb.saturating_mul(1 << 20),
+    )?;
     tracing::info!(
         "model loaded in {:.0} ms",
         start.elapsed().as_secs_f64() * 1e3

@@ -94,11 +94,21 @@ pub struct TrainArgs {
     /// temperature, and write the model there in compact storage.
     #[arg(long)]
     export: Option<PathBuf>,
+    /// Threads computing gradients: each batch is cut into this many slices,
+    /// one thread each (data parallel; burn's element-wise ops are
+    /// single-threaded, so this is what keeps every core busy).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     /// Encoder block attention mask (tool tokens attend only to their own
     /// tool, so tool encodings are cached at inference): `true` or `false`.
     /// Default: what --init has; a fresh model gets `true`, --tiny `false`.
     #[arg(long)]
     block_mask: Option<bool>,
+    /// With --export/--eval-only: decode with this bias towards copying
+    /// values from the query (logits added; 0 = as trained). It is stored
+    /// in the exported config. Tune it on validation data only.
+    #[arg(long, value_name = "B")]
+    copy_bias: Option<f64>,
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
@@ -115,6 +125,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             &a.val,
             a.export.as_deref(),
             a.limit_train,
+            a.copy_bias,
         )?;
         println!(
             "{}: exact-call accuracy {:.2}% ({}/{}), {} decode failures, {:.1} ms/example",
@@ -166,6 +177,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     o.val_every = a.val_every;
     o.tiny = a.tiny;
     o.block_mask = a.block_mask;
+    o.threads = a.threads.max(1);
     o.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
