@@ -47,6 +47,18 @@ impl ToolCache {
 
     /// The cached encoding of `ids`, or `make()` (stored when it fits).
     pub fn get_or_insert(&self, ids: &[u32], make: impl FnOnce() -> ToolBlock) -> Arc<ToolBlock> {
+        match self.get_or_try_insert(ids, || Ok::<_, std::convert::Infallible>(make())) {
+            Ok(b) => b,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`ToolCache::get_or_insert`] with a fallible `make` (errors are not stored).
+    pub fn get_or_try_insert<E>(
+        &self,
+        ids: &[u32],
+        make: impl FnOnce() -> Result<ToolBlock, E>,
+    ) -> Result<Arc<ToolBlock>, E> {
         if let Ok(mut g) = self.inner.lock() {
             g.clock += 1;
             let now = g.clock;
@@ -54,15 +66,15 @@ impl ToolCache {
                 e.1 = now;
                 let b = e.0.clone();
                 g.hits += 1;
-                return b;
+                return Ok(b);
             }
             g.misses += 1;
         }
         // Encode outside the lock: other requests go on meanwhile.
-        let block = Arc::new(make());
+        let block = Arc::new(make()?);
         let n = block.floats();
         if n > self.max_floats {
-            return block;
+            return Ok(block);
         }
         if let Ok(mut g) = self.inner.lock() {
             while g.floats + n > self.max_floats {
@@ -85,7 +97,7 @@ impl ToolCache {
             }
             g.floats += n;
         }
-        block
+        Ok(block)
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -116,10 +128,7 @@ mod tests {
     fn block(len: usize) -> ToolBlock {
         let device = Device::flex();
         ToolBlock {
-            kv: vec![(
-                Tensor::zeros([1, 1, len, 4], &device),
-                Tensor::zeros([1, 1, len, 4], &device),
-            )],
+            kv: vec![(vec![0.0; len * 4], vec![0.0; len * 4])],
             out: Tensor::zeros([1, len, 4], &device),
             len,
         }

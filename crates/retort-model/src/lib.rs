@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fastenc;
 pub mod grammar;
 pub mod model;
 pub mod net;

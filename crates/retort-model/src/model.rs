@@ -224,27 +224,27 @@ fn encode_request(
     r: &crate::render::Rendered,
     device: &Device,
     cache: Option<&ToolCache>,
-) -> (Tensor<3>, Tensor<4>) {
+) -> Result<(Tensor<3>, Tensor<4>), ModelError> {
     let cfg = &net.cfg;
     let enc_in = EncBatch::for_config(cfg, &[(&r.ids, &r.segs)], tok.pad, tok.sep, device);
     match cache {
         Some(cache) if cfg.block_mask => {
             let ranges = crate::net::block_ranges(&r.ids, tok.sep);
             let Some((q, rest)) = ranges.split_first() else {
-                return (net.encode(params, &enc_in), enc_in.pad_bias);
+                return Ok((net.encode(params, &enc_in), enc_in.pad_bias));
             };
             let blocks: Vec<std::sync::Arc<crate::net::ToolBlock>> = rest
                 .iter()
                 .map(|rg| {
                     let ids = &r.ids[rg.clone()];
-                    cache.get_or_insert(ids, || net.encode_tool_block(params, ids, device))
+                    cache.get_or_try_insert(ids, || net.encode_tool_block(params, ids, device))
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             let refs: Vec<&crate::net::ToolBlock> = blocks.iter().map(|b| b.as_ref()).collect();
-            let enc = net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device);
-            (enc, enc_in.pad_bias)
+            let enc = net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device)?;
+            Ok((enc, enc_in.pad_bias))
         }
-        _ => (net.encode(params, &enc_in), enc_in.pad_bias),
+        _ => Ok((net.encode(params, &enc_in), enc_in.pad_bias)),
     }
 }
 
@@ -280,9 +280,13 @@ pub fn greedy(
         .and_then(|f| tools.iter().position(|t| &t.name == f))
         .into_iter()
         .collect();
+    let t0 = std::time::Instant::now();
     let r = render(tok, query, tools, infer_limits(cfg), &keep)?;
-    let (enc, pad_bias) = encode_request(net, params, tok, &r, device, cache);
+    let t_render = t0.elapsed();
+    let (enc, pad_bias) = encode_request(net, params, tok, &r, device, cache)?;
+    let t_enc_only = t0.elapsed();
     let prep = net.prepare(params, enc, pad_bias);
+    let t_encode = t0.elapsed();
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
@@ -407,6 +411,15 @@ pub fn greedy(
             break;
         }
     }
+    tracing::debug!(
+        tokens = r.len(),
+        steps,
+        render_ms = t_render.as_secs_f64() * 1e3,
+        encode_ms = (t_enc_only - t_render).as_secs_f64() * 1e3,
+        prepare_ms = (t_encode - t_enc_only).as_secs_f64() * 1e3,
+        decode_ms = (t0.elapsed() - t_encode).as_secs_f64() * 1e3,
+        "decoded"
+    );
     // A decoding cut short keeps only its finished calls.
     let mut calls: Vec<Call> = Vec::new();
     // An exact repeat of an earlier call adds nothing: keep the first.

@@ -621,11 +621,13 @@ impl EncBatch {
 }
 
 /// The encoder states of one tool block, which under the block mask do not
-/// depend on the query: every layer's keys and values (`[1, H, n, dh]`) and
-/// the final states (`[1, n, D]`).
+/// depend on the query: every layer's keys and values and the final states
+/// (`[1, n, D]`).
 #[derive(Debug, Clone)]
 pub struct ToolBlock {
-    pub kv: Vec<(Tensor<4>, Tensor<4>)>,
+    /// Per encoder layer: keys and values, row-major `[len, D]` (heads side
+    /// by side), on the host for the hand-written query pass.
+    pub kv: Vec<(Vec<f32>, Vec<f32>)>,
     pub out: Tensor<3>,
     /// Tokens in the block.
     pub len: usize,
@@ -742,7 +744,7 @@ impl Net {
     }
 
     /// Embeddings of one block of tokens with explicit positions and segment.
-    fn embed_block(
+    pub(crate) fn embed_block(
         &self,
         p: &Params,
         ids: &[u32],
@@ -803,35 +805,84 @@ impl Net {
     /// `[SEP]`, segment 1, positions from 1). Under the block mask this is
     /// exactly what the joint encoding computes for those rows, so the
     /// result can be cached and reused with any query.
-    pub fn encode_tool_block(&self, p: &Params, ids: &[u32], device: &Device) -> ToolBlock {
+    pub fn encode_tool_block(
+        &self,
+        p: &Params,
+        ids: &[u32],
+        device: &Device,
+    ) -> Result<ToolBlock, ModelError> {
         let mut h = self.embed_block(p, ids, 1, 1, device);
         let mut kv = Vec::with_capacity(self.layout.enc.len());
+        let n = ids.len().max(1);
+        let d = self.cfg.hidden;
+        let host = |t: Tensor<4>| -> Result<Vec<f32>, ModelError> {
+            t.swap_dims(1, 2)
+                .reshape([n, d])
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| ModelError::Weights(format!("{e:?}")))
+        };
         for layer in &self.layout.enc {
-            let (nh, own) = self.enc_layer(p, layer, h, &[]);
+            let (nh, (k, v)) = self.enc_layer(p, layer, h, &[]);
             h = nh;
-            kv.push(own);
+            kv.push((host(k)?, host(v)?));
         }
-        ToolBlock {
-            kv,
-            out: h,
-            len: ids.len(),
-        }
+        Ok(ToolBlock { kv, out: h, len: n })
     }
 
     /// Encode the query block (`[CLS] query [SEP]`, segment 0, positions
     /// from 0) against encoded tool blocks, and return the encoder output of
     /// the whole input in rendering order (`[1, S, D]`): the same as
-    /// [`Net::encode`] with the block mask.
+    /// [`Net::encode`] with the block mask. The big matrix products run in
+    /// burn; attention, layer norms and residuals over the few query rows
+    /// are hand-written (burn's per-operation cost dominated them), see
+    /// [`crate::fastenc`]. [`Net::encode_with_blocks_reference`] is the
+    /// all-burn version that tests hold this one to.
     pub fn encode_with_blocks(
         &self,
         p: &Params,
         query_ids: &[u32],
         blocks: &[&ToolBlock],
         device: &Device,
+    ) -> Result<Tensor<3>, ModelError> {
+        let h = crate::fastenc::query_pass(self, p, query_ids, blocks, device)?;
+        let mut parts = vec![h];
+        parts.extend(blocks.iter().map(|b| b.out.clone()));
+        Ok(Tensor::cat(parts, 1))
+    }
+
+    /// [`Net::encode_with_blocks`] in burn operations only (for tests).
+    pub fn encode_with_blocks_reference(
+        &self,
+        p: &Params,
+        query_ids: &[u32],
+        blocks: &[&ToolBlock],
+        device: &Device,
     ) -> Tensor<3> {
+        let c = &self.cfg;
+        let d = c.hidden;
+        let dev_kv: Vec<Vec<(Tensor<4>, Tensor<4>)>> = blocks
+            .iter()
+            .map(|b| {
+                b.kv.iter()
+                    .map(|(k, v)| {
+                        let t = |x: &Vec<f32>| {
+                            split_heads(
+                                Tensor::<3>::from_data(
+                                    TensorData::new(x.clone(), [1, b.len, d]),
+                                    device,
+                                ),
+                                c.heads,
+                            )
+                        };
+                        (t(k), t(v))
+                    })
+                    .collect()
+            })
+            .collect();
         let mut h = self.embed_block(p, query_ids, 0, 0, device);
         for (i, layer) in self.layout.enc.iter().enumerate() {
-            let extra: Vec<&(Tensor<4>, Tensor<4>)> = blocks.iter().map(|b| &b.kv[i]).collect();
+            let extra: Vec<&(Tensor<4>, Tensor<4>)> = dev_kv.iter().map(|b| &b[i]).collect();
             h = self.enc_layer(p, layer, h, &extra).0;
         }
         let mut parts = vec![h];

@@ -312,17 +312,32 @@ fn tool_blocks_match_joint_block_encoding() {
     assert_eq!(ranges, vec![0..5, 5..9, 9..12]);
     let blocks: Vec<crate::net::ToolBlock> = ranges[1..]
         .iter()
-        .map(|r| net.encode_tool_block(&p, &ids[r.clone()], &device))
+        .map(|r| {
+            net.encode_tool_block(&p, &ids[r.clone()], &device)
+                .expect("block")
+        })
         .collect();
     let refs: Vec<&crate::net::ToolBlock> = blocks.iter().collect();
-    let split = net
-        .encode_with_blocks(&p, &ids[ranges[0].clone()], &refs, &device)
+    let q = &ids[ranges[0].clone()];
+    let reference = net
+        .encode_with_blocks_reference(&p, q, &refs, &device)
         .into_data()
         .try_into_vec::<f32>()
         .expect("vec");
-    assert_eq!(joint.len(), split.len());
-    for (i, (a, b)) in joint.iter().zip(&split).enumerate() {
-        assert!((a - b).abs() < 1e-4, "element {i}: {a} vs {b}");
+    let fast = net
+        .encode_with_blocks(&p, q, &refs, &device)
+        .expect("fast")
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
+    assert_eq!(joint.len(), reference.len());
+    assert_eq!(joint.len(), fast.len());
+    for (i, ((a, b), c)) in joint.iter().zip(&reference).zip(&fast).enumerate() {
+        assert!((a - b).abs() < 1e-4, "element {i}: {a} vs {b} (burn path)");
+        assert!(
+            (a - c).abs() < 1e-4,
+            "element {i}: {a} vs {c} (hand-written path)"
+        );
     }
 }
 
@@ -344,7 +359,7 @@ fn incremental_decoding_matches_full_prefix() {
     );
     let enc = net.encode(&p, &x);
     let prep = net.prepare(&p, enc, x.pad_bias.clone());
-    let steps = vec![
+    let steps = [
         (0, kind::BOS, None),
         (2088, kind::FUNCTION, Some(2)),
         (7592, kind::PARAM, Some(1)),
