@@ -51,6 +51,11 @@ pub struct ModelConfig {
     /// validation data, never on test data.
     #[serde(default)]
     pub copy_bias: f64,
+    /// While decoding, a value piece copied right after another copied
+    /// piece must come from the next query position. Chosen on validation
+    /// data.
+    #[serde(default)]
+    pub contiguous_copy: bool,
 }
 
 impl ModelConfig {
@@ -75,6 +80,7 @@ impl ModelConfig {
             confidence_temperature: 1.0,
             block_mask: true,
             copy_bias: 0.0,
+            contiguous_copy: false,
         }
     }
 
@@ -99,6 +105,7 @@ impl ModelConfig {
             confidence_temperature: 1.0,
             block_mask: false,
             copy_bias: 0.0,
+            contiguous_copy: false,
         }
     }
 

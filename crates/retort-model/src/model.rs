@@ -155,6 +155,13 @@ impl Model {
         Ok(())
     }
 
+    /// Turn the contiguous-copy rule of decoding on or off
+    /// (`ModelConfig::contiguous_copy`).
+    pub fn set_contiguous_copy(&mut self, on: bool) {
+        self.cfg.contiguous_copy = on;
+        self.net.cfg.contiguous_copy = on;
+    }
+
     /// Replace the tool-encoding cache with an empty one of `max_bytes`
     /// (0 turns caching off).
     pub fn set_tool_cache_bytes(&mut self, max_bytes: usize) {
@@ -333,6 +340,20 @@ pub fn greedy(
             .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(p)) if used_in_call.contains(p)))
             .collect();
         let allowed = if fresh.is_empty() { allowed } else { fresh };
+        // Contiguous copies: right after a piece copied from position p,
+        // another copied piece of the same value must come from p + 1 (a
+        // value is one span of the query, not pieces from here and there).
+        let allowed = match last_copy {
+            Some(p) if cfg.contiguous_copy => {
+                let kept: Vec<(usize, Choice)> = allowed
+                    .iter()
+                    .copied()
+                    .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(q)) if *q != p + 1))
+                    .collect();
+                if kept.is_empty() { allowed } else { kept }
+            }
+            _ => allowed,
+        };
         if allowed.is_empty() {
             break;
         }

@@ -406,5 +406,17 @@ fn copy_bias_prefers_query_pieces() {
     for word in city.split_whitespace() {
         assert!(q.contains(word), "{city:?} is not copied from the query");
     }
+    // With contiguous copies the value starts as one span of the query
+    // (once the span cannot go on, this random network may append
+    // generated pieces).
+    m.set_contiguous_copy(true);
+    let d = m.predict(q, &weather_tools(), &opts).expect("predict");
+    retort_core::validate_all(&d.calls, &weather_tools()).expect("valid");
+    let city = d.calls[0].arguments["city"].as_str().expect("string");
+    assert!(
+        q.split_whitespace()
+            .any(|w| city.starts_with(w.trim_end_matches('?'))),
+        "{city:?}"
+    );
     assert!(m.set_copy_bias(f64::NAN).is_err());
 }

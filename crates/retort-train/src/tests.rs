@@ -222,9 +222,14 @@ fn tiny_model_overfits_a_dozen_examples() {
     o.progress = false;
     o.gen_vocab_size = 64;
     train(&o, Arc::new(AtomicBool::new(false))).expect("train");
-    let (rep, _) =
-        crate::trainer::evaluate_and_export(&dir.path().join("out/final"), &data, None, None, None)
-            .expect("eval");
+    let (rep, _) = crate::trainer::evaluate_and_export(
+        &dir.path().join("out/final"),
+        &data,
+        None,
+        None,
+        Default::default(),
+    )
+    .expect("eval");
     assert_eq!(rep.n, 12);
     assert_eq!(rep.exact, 12, "exact {}/{}", rep.exact, rep.n);
 }

@@ -873,11 +873,14 @@ pub fn evaluate_and_export(
     val: &Path,
     export: Option<&Path>,
     limit: Option<usize>,
-    copy_bias: Option<f64>,
+    decoding: DecodingOverrides,
 ) -> Result<(eval::EvalReport, eval::Calibration), TrainError> {
     let mut model = retort_model::Model::load(model_dir)?;
-    if let Some(b) = copy_bias {
+    if let Some(b) = decoding.copy_bias {
         model.set_copy_bias(b)?;
+    }
+    if let Some(c) = decoding.contiguous_copy {
+        model.set_contiguous_copy(c);
     }
     let (mut ex, _) = data::load_jsonl(val)?;
     if let Some(n) = limit {
@@ -899,6 +902,14 @@ pub fn evaluate_and_export(
         )?;
     }
     Ok((rep, cal))
+}
+
+/// Decoding settings to try (and store with `--export`) instead of the
+/// model's own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodingOverrides {
+    pub copy_bias: Option<f64>,
+    pub contiguous_copy: Option<bool>,
 }
 
 /// Call `f` on Ctrl-C / SIGTERM (the trainer then checkpoints and stops).

@@ -109,6 +109,11 @@ pub struct TrainArgs {
     /// in the exported config. Tune it on validation data only.
     #[arg(long, value_name = "B")]
     copy_bias: Option<f64>,
+    /// With --export/--eval-only: decode with the contiguous-copy rule on
+    /// or off (a copied value piece right after another must come from the
+    /// next query position); stored in the exported config.
+    #[arg(long, value_name = "BOOL")]
+    contiguous_copy: Option<bool>,
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
@@ -125,7 +130,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             &a.val,
             a.export.as_deref(),
             a.limit_train,
-            a.copy_bias,
+            retort_train::trainer::DecodingOverrides {
+                copy_bias: a.copy_bias,
+                contiguous_copy: a.contiguous_copy,
+            },
         )?;
         println!(
             "{}: exact-call accuracy {:.2}% ({}/{}), {} decode failures, {:.1} ms/example",
