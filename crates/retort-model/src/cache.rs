@@ -45,15 +45,8 @@ impl ToolCache {
         }
     }
 
-    /// The cached encoding of `ids`, or `make()` (stored when it fits).
-    pub fn get_or_insert(&self, ids: &[u32], make: impl FnOnce() -> ToolBlock) -> Arc<ToolBlock> {
-        match self.get_or_try_insert(ids, || Ok::<_, std::convert::Infallible>(make())) {
-            Ok(b) => b,
-            Err(never) => match never {},
-        }
-    }
-
-    /// [`ToolCache::get_or_insert`] with a fallible `make` (errors are not stored).
+    /// The cached encoding of `ids`, or `make()`'s (stored when it fits;
+    /// errors are not stored).
     pub fn get_or_try_insert<E>(
         &self,
         ids: &[u32],
@@ -124,6 +117,15 @@ impl ToolCache {
 mod tests {
     use super::*;
     use burn::tensor::{Device, Tensor};
+
+    impl ToolCache {
+        fn get_or_insert(&self, ids: &[u32], make: impl FnOnce() -> ToolBlock) -> Arc<ToolBlock> {
+            match self.get_or_try_insert(ids, || Ok::<_, std::convert::Infallible>(make())) {
+                Ok(b) => b,
+                Err(never) => match never {},
+            }
+        }
+    }
 
     fn block(len: usize) -> ToolBlock {
         let device = Device::flex();

@@ -233,12 +233,16 @@ fn encode_request(
     cache: Option<&ToolCache>,
 ) -> Result<(Tensor<3>, Tensor<4>), ModelError> {
     let cfg = &net.cfg;
-    let enc_in = EncBatch::for_config(cfg, &[(&r.ids, &r.segs)], tok.pad, tok.sep, device);
+    let rows = [(&r.ids[..], &r.segs[..])];
     match cache {
         Some(cache) if cfg.block_mask => {
+            // Only the decoder's padding mask is needed here, not the
+            // encoder's S x S block mask.
+            let pad_bias = EncBatch::new(&rows, tok.pad, device).pad_bias;
             let ranges = crate::net::block_ranges(&r.ids, tok.sep);
             let Some((q, rest)) = ranges.split_first() else {
-                return Ok((net.encode(params, &enc_in), enc_in.pad_bias));
+                let enc_in = EncBatch::for_config(cfg, &rows, tok.pad, tok.sep, device);
+                return Ok((net.encode(params, &enc_in), pad_bias));
             };
             let blocks: Vec<std::sync::Arc<crate::net::ToolBlock>> = rest
                 .iter()
@@ -249,9 +253,12 @@ fn encode_request(
                 .collect::<Result<_, _>>()?;
             let refs: Vec<&crate::net::ToolBlock> = blocks.iter().map(|b| b.as_ref()).collect();
             let enc = net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device)?;
-            Ok((enc, enc_in.pad_bias))
+            Ok((enc, pad_bias))
         }
-        _ => Ok((net.encode(params, &enc_in), enc_in.pad_bias)),
+        _ => {
+            let enc_in = EncBatch::for_config(cfg, &rows, tok.pad, tok.sep, device);
+            Ok((net.encode(params, &enc_in), enc_in.pad_bias))
+        }
     }
 }
 

@@ -957,18 +957,7 @@ impl Net {
                 hn,
                 Some(causal_bias.clone()),
             );
-            let hn = ln3(p, layer.ln_cross, x.clone(), 1e-5);
-            x = x + attend(
-                p,
-                layer.cross,
-                c.heads,
-                hn,
-                ck.clone(),
-                cv.clone(),
-                Some(prep.pad_bias.clone()),
-            );
-            let hn = ln3(p, layer.ln_ff, x.clone(), 1e-5);
-            x = x + lin3(p, layer.ff2, activation::gelu(lin3(p, layer.ff1, hn)));
+            x = self.cross_and_ffn(p, layer, prep, (ck, cv), x);
         }
         let x = if last_only && t > 1 {
             x.slice([0..b, t - 1..t])
@@ -976,6 +965,31 @@ impl Net {
             x
         };
         self.heads(p, prep, x)
+    }
+
+    /// The second half of a decoder layer: cross-attention to the encoder,
+    /// then the feed-forward block (both pre-LN, residual).
+    fn cross_and_ffn(
+        &self,
+        p: &Params,
+        layer: &DecLayer,
+        prep: &Prepared,
+        (ck, cv): (&Tensor<4>, &Tensor<4>),
+        x: Tensor<3>,
+    ) -> Tensor<3> {
+        let hn = ln3(p, layer.ln_cross, x.clone(), 1e-5);
+        let x = x + attend(
+            p,
+            layer.cross,
+            self.cfg.heads,
+            hn,
+            ck.clone(),
+            cv.clone(),
+            Some(prep.pad_bias.clone()),
+        );
+        let hn = ln3(p, layer.ln_ff, x.clone(), 1e-5);
+        let f = lin3(p, layer.ff2, activation::gelu(lin3(p, layer.ff1, hn)));
+        x + f
     }
 
     /// Output heads over decoder states `[B, T, D]`: logits `[B, T, V]`.
@@ -1036,18 +1050,7 @@ impl Net {
             };
             *cache = Some((k.clone(), v.clone()));
             x = x + attend(p, layer.self_attn, c.heads, hn, k, v, None);
-            let hn = ln3(p, layer.ln_cross, x.clone(), 1e-5);
-            x = x + attend(
-                p,
-                layer.cross,
-                c.heads,
-                hn,
-                ck.clone(),
-                cv.clone(),
-                Some(prep.pad_bias.clone()),
-            );
-            let hn = ln3(p, layer.ln_ff, x.clone(), 1e-5);
-            x = x + lin3(p, layer.ff2, activation::gelu(lin3(p, layer.ff1, hn)));
+            x = self.cross_and_ffn(p, layer, prep, (ck, cv), x);
         }
         st.t += 1;
         self.heads(p, prep, x)

@@ -202,12 +202,7 @@ fn tiny_model_overfits_a_dozen_examples() {
         return;
     };
     let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("d.jsonl");
-    let lines: Vec<String> = dozen()
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap_or_default())
-        .collect();
-    std::fs::write(&data, lines.join("\n")).expect("write");
+    let data = dozen_file(dir.path());
     let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join("out"));
     o.minilm = tokenizer_dir();
     o.tiny = true;
@@ -234,6 +229,17 @@ fn tiny_model_overfits_a_dozen_examples() {
     assert_eq!(rep.exact, 12, "exact {}/{}", rep.exact, rep.n);
 }
 
+/// [`dozen`] written as a JSONL file in `dir`.
+fn dozen_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("d.jsonl");
+    let lines: Vec<String> = dozen()
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap_or_default())
+        .collect();
+    std::fs::write(&data, lines.join("\n")).expect("write");
+    data
+}
+
 fn tokenizer_dir() -> std::path::PathBuf {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     for d in [root.join("models"), root.join(".cache/minilm")] {
@@ -252,12 +258,7 @@ fn teacher_model_and_exact_resume() {
         return;
     };
     let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("d.jsonl");
-    let lines: Vec<String> = dozen()
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap_or_default())
-        .collect();
-    std::fs::write(&data, lines.join("\n")).expect("write");
+    let data = dozen_file(dir.path());
     let base = |out: &str| {
         let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join(out));
         o.minilm = tokenizer_dir();
@@ -307,12 +308,7 @@ fn data_parallel_matches_single_thread() {
         return;
     };
     let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("d.jsonl");
-    let lines: Vec<String> = dozen()
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap_or_default())
-        .collect();
-    std::fs::write(&data, lines.join("\n")).expect("write");
+    let data = dozen_file(dir.path());
     let run = |out: &str, threads: usize| {
         let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join(out));
         o.minilm = tokenizer_dir();

@@ -118,9 +118,7 @@ pub fn load_caller_with_cache(
             retort_model::Model::embedded().context("cannot load the embedded default model")?
         }
     };
-    if cache_bytes != retort_model::model::DEFAULT_TOOL_CACHE_BYTES {
-        loaded.set_tool_cache_bytes(cache_bytes);
-    }
+    loaded.set_tool_cache_bytes(cache_bytes);
     Ok(Arc::new(loaded))
 }
 
