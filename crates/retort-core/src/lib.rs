@@ -5,10 +5,12 @@
 //!   dialects ([`Dialect`]).
 //! - [`Call`] and [`Example`]: the canonical JSONL example of the pipeline.
 //! - [`validate`]: checks a call against tools with typed, path-naming errors.
+//! - [`fsutil`]: atomic file writes.
 //! - [`ToolCaller`]: what the server, CLI and evaluation see of a model.
 
 pub mod caller;
 pub mod example;
+pub mod fsutil;
 pub mod schema;
 pub mod tool;
 pub mod validate;

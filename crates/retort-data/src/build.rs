@@ -37,6 +37,10 @@ pub struct BuildOptions {
     pub val_fraction: f64,
     pub max_tools: usize,
     pub max_description_chars: usize,
+    /// Multi-call composites added to the training set, as a fraction of
+    /// it (see [`crate::compose`]; 0 turns composition off). Validation is
+    /// never composed, so its figures stay comparable.
+    pub compose: f64,
     /// Draw progress bars on stderr (hidden anyway when it is not a terminal).
     pub progress: bool,
 }
@@ -53,6 +57,7 @@ impl Default for BuildOptions {
             val_fraction: 0.05,
             max_tools: 8,
             max_description_chars: 300,
+            compose: 0.1,
             progress: true,
         }
     }
@@ -126,6 +131,8 @@ pub struct Stats {
     pub val_base: SetStats,
     pub augment_train: AugmentReport,
     pub augment_val: AugmentReport,
+    /// Multi-call composites added to training.
+    pub compose_train: crate::compose::ComposeReport,
     /// Variants dropped after augmentation (duplicates, contamination).
     pub post_augment_drops: BTreeMap<String, usize>,
     /// The written files.
@@ -195,6 +202,12 @@ pub fn build(opts: &BuildOptions) -> Result<Stats, DataError> {
             opts.val_fraction
         )));
     }
+    if !(0.0..=1.0).contains(&opts.compose) {
+        return Err(DataError::Options(format!(
+            "--compose must be in [0, 1], got {}",
+            opts.compose
+        )));
+    }
     if opts.max_tools < 3 {
         return Err(DataError::Options(
             "--max-tools must be at least 3 (multiple choice needs 3 tools)".into(),
@@ -210,7 +223,7 @@ pub fn build(opts: &BuildOptions) -> Result<Stats, DataError> {
         options: json!({
             "augment": opts.augment, "val_augment": opts.val_augment, "seed": opts.seed,
             "val_fraction": opts.val_fraction, "max_tools": opts.max_tools,
-            "max_description_chars": opts.max_description_chars,
+            "max_description_chars": opts.max_description_chars, "compose": opts.compose,
         }),
         ..Default::default()
     };
@@ -374,10 +387,33 @@ pub fn build(opts: &BuildOptions) -> Result<Stats, DataError> {
     };
     let mut train = filter(train_all, true);
     let mut val = filter(val_all, false);
+    // 6b. Multi-call composites of training examples (filtered the same
+    // way). They join after the shuffles below, so the validation file is
+    // the same with or without them.
+    let composites = if opts.compose > 0.0 {
+        let (extra, rep) = crate::compose::compose(
+            &train,
+            &crate::compose::ComposeConfig {
+                fraction: opts.compose,
+                max_tools: opts.max_tools,
+                seed: opts.seed,
+                ..crate::compose::ComposeConfig::default()
+            },
+        );
+        stats.compose_train = rep;
+        filter(extra, true)
+    } else {
+        Vec::new()
+    };
     stats.post_augment_drops = post_drops;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     train.shuffle(&mut rng);
     val.shuffle(&mut rng);
+    if !composites.is_empty() {
+        train.extend(composites);
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5eed_c0de);
+        train.shuffle(&mut rng);
+    }
     stats.train = SetStats::of(&train);
     stats.val = SetStats::of(&val);
     stats.train_category_share = stats

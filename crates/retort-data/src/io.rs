@@ -2,7 +2,7 @@
 //! writing of outputs.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use serde::Serialize;
@@ -71,33 +71,13 @@ pub fn read_json_or_jsonl(path: &Path) -> Result<Vec<(usize, Value)>, DataError>
     }
 }
 
-/// Write `path` atomically: write a temporary file beside it, flush, then
-/// rename over the target, so a reader never sees half a file.
+/// Write `path` atomically (temporary file, sync, rename; the folder is
+/// created if needed), so a reader never sees half a file.
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), DataError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let dir = dir.unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".to_string());
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let f = File::create(&tmp)?;
-        let mut w = BufWriter::new(f);
-        write(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(DataError::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    retort_core::fsutil::write_atomic_with(path, write).map_err(|e| DataError::io(path, e))
 }
 
 /// Write items as JSON lines, atomically.

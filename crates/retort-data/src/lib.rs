@@ -6,6 +6,7 @@
 //! - [`clean`]: validation, size limits, deduplication.
 //! - [`bfcl`]: the BFCL contamination filter.
 //! - [`augment`]: deterministic augmentation.
+//! - [`compose`]: multi-call examples joined from single-call ones.
 //! - [`split`]: validation split by held-out tools.
 //! - [`build`]: the whole `retort data build` pipeline.
 
@@ -13,6 +14,7 @@ pub mod augment;
 pub mod bfcl;
 pub mod build;
 pub mod clean;
+pub mod compose;
 pub mod error;
 pub mod import;
 pub mod io;

@@ -29,32 +29,8 @@ pub use report::{
     evaluate, evaluate_entries, evaluate_gold, load_limited, score_entry,
 };
 
-use std::io::Write;
-use std::path::Path;
-
-/// Write `bytes` to `path` atomically: a temporary file beside it, then a
-/// rename, so a reader never sees a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".to_string());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+/// Write `bytes` to `path` atomically (its folder is created if needed).
+pub use retort_core::fsutil::write_atomic;
 
 #[cfg(test)]
 mod tests {
@@ -67,6 +43,5 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).expect("read"), "two");
         let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(names.len(), 1);
-        assert!(super::write_atomic(&dir.path().join("no/such/dir/x"), b"x").is_err());
     }
 }

@@ -56,6 +56,18 @@ pub struct ModelConfig {
     /// data.
     #[serde(default)]
     pub contiguous_copy: bool,
+    /// While decoding, copies keep whole words: a value never starts with
+    /// a copied word-piece continuation (`##...`), and after a copied piece
+    /// whose next query piece continues the same word, that piece is the
+    /// only copy allowed and the value cannot end there. Chosen on
+    /// validation data.
+    #[serde(default)]
+    pub whole_word_copy: bool,
+    /// Logit added to refusing (`STOP` before any call) while decoding;
+    /// negative values make the model refuse less. 0: as trained. Tuned on
+    /// held-out validation data, never on test data.
+    #[serde(default)]
+    pub refusal_bias: f64,
 }
 
 impl ModelConfig {
@@ -81,6 +93,8 @@ impl ModelConfig {
             block_mask: true,
             copy_bias: 0.0,
             contiguous_copy: false,
+            whole_word_copy: false,
+            refusal_bias: 0.0,
         }
     }
 
@@ -106,6 +120,8 @@ impl ModelConfig {
             block_mask: false,
             copy_bias: 0.0,
             contiguous_copy: false,
+            whole_word_copy: false,
+            refusal_bias: 0.0,
         }
     }
 
@@ -130,6 +146,12 @@ impl ModelConfig {
             .find(|&&t| t as usize >= self.vocab_size)
         {
             return bad(format!("gen_vocab id {t} is outside the vocabulary"));
+        }
+        if !(self.refusal_bias.is_finite() && self.refusal_bias.abs() <= 50.0) {
+            return Err(ModelError::Config(format!(
+                "refusal_bias must be within -50..50, got {}",
+                self.refusal_bias
+            )));
         }
         if !(self.copy_bias.is_finite() && self.copy_bias.abs() <= 50.0) {
             return bad(format!(

@@ -109,8 +109,37 @@ impl Model {
         let cfg = ModelConfig::from_json(config)?;
         let device = Device::flex();
         let net = Net::new(cfg.clone(), &device)?;
-        let host = weights::params_from_bytes(&net.layout, weights_bytes)?;
-        Self::from_parts(cfg, &host, tokenizer)
+        // The word table stays int8 when the file stores it so (the
+        // shipped model): the same values in a quarter of the memory.
+        let word = net.layout.word;
+        let word_name = net.layout.specs.get(word).map(|s| s.name.clone());
+        let q = match &word_name {
+            Some(n) => weights::int8_rows(weights_bytes, n)?,
+            None => None,
+        };
+        let Some(q) = q else {
+            let host = weights::params_from_bytes(&net.layout, weights_bytes)?;
+            return Self::from_host(cfg, host, tokenizer);
+        };
+        let host = weights::params_from_bytes_except(&net.layout, weights_bytes, Some(word))?;
+        let params = host.into_device_quantized_words(&net.layout, &device, q, &cfg.gen_vocab)?;
+        Self::assemble(cfg, net, params, device, tokenizer)
+    }
+
+    /// Like [`Model::from_parts`], consuming the host parameters (lower peak
+    /// memory while loading).
+    pub fn from_host(
+        cfg: ModelConfig,
+        host: HostParams,
+        tokenizer: &[u8],
+    ) -> Result<Model, ModelError> {
+        let device = Device::flex();
+        let net = Net::new(cfg.clone(), &device)?;
+        if host.values.len() != net.layout.specs.len() {
+            return Err(ModelError::Weights("parameter count mismatch".into()));
+        }
+        let params = host.into_device(&net.layout, &device);
+        Self::assemble(cfg, net, params, device, tokenizer)
     }
 
     /// Build from a configuration, host parameters and a tokenizer.json.
@@ -125,6 +154,16 @@ impl Model {
             return Err(ModelError::Weights("parameter count mismatch".into()));
         }
         let params = host.to_device(&net.layout, &device, None);
+        Self::assemble(cfg, net, params, device, tokenizer)
+    }
+
+    fn assemble(
+        cfg: ModelConfig,
+        net: Net,
+        params: Params,
+        device: Device,
+        tokenizer: &[u8],
+    ) -> Result<Model, ModelError> {
         let tok = Tok::from_bytes(tokenizer)?;
         if tok.vocab.len() != cfg.vocab_size {
             return Err(ModelError::Config(format!(
@@ -160,6 +199,23 @@ impl Model {
     pub fn set_contiguous_copy(&mut self, on: bool) {
         self.cfg.contiguous_copy = on;
         self.net.cfg.contiguous_copy = on;
+    }
+
+    /// Set the decoding bias on refusing (`ModelConfig::refusal_bias`).
+    pub fn set_refusal_bias(&mut self, bias: f64) -> Result<(), ModelError> {
+        let mut cfg = self.cfg.clone();
+        cfg.refusal_bias = bias;
+        cfg.check()?;
+        self.cfg = cfg.clone();
+        self.net.cfg = cfg;
+        Ok(())
+    }
+
+    /// Turn the whole-word copy rule of decoding on or off
+    /// (`ModelConfig::whole_word_copy`).
+    pub fn set_whole_word_copy(&mut self, on: bool) {
+        self.cfg.whole_word_copy = on;
+        self.net.cfg.whole_word_copy = on;
     }
 
     /// Replace the tool-encoding cache with an empty one of `max_bytes`
@@ -330,6 +386,13 @@ pub fn greedy(
                 }
             }
         }
+        if cfg.refusal_bias != 0.0
+            && g.calls.is_empty()
+            && matches!(g.state, State::Between)
+            && let Some(x) = z.get_mut(action::STOP)
+        {
+            *x += cfg.refusal_bias as f32;
+        }
         let mask = g.mask();
         let allowed: Vec<(usize, Choice)> = mask
             .iter()
@@ -360,6 +423,33 @@ pub fn greedy(
                 if kept.is_empty() { allowed } else { kept }
             }
             _ => allowed,
+        };
+        // Whole words: inside a word the next piece of that word is the only
+        // copy and the value cannot end; a value does not start mid-word.
+        let allowed = if cfg.whole_word_copy {
+            let kept: Vec<(usize, Choice)> = match last_copy {
+                Some(p) if continues_word(&r, tok, p) => allowed
+                    .iter()
+                    .copied()
+                    .filter(|(_, c)| matches!(c, Choice::Token(_, Some(q)) if *q == p + 1))
+                    .collect(),
+                None if cur_value.is_empty() => allowed
+                    .iter()
+                    .copied()
+                    .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(q)) if starts_mid_word(&r, tok, *q)))
+                    .collect(),
+                // A copied number is not extended by generated digits
+                // ("1000" + "##0").
+                Some(_) if numeric_value(&g) => allowed
+                    .iter()
+                    .copied()
+                    .filter(|(_, c)| !matches!(c, Choice::Token(_, None)))
+                    .collect(),
+                _ => allowed.clone(),
+            };
+            if kept.is_empty() { allowed } else { kept }
+        } else {
+            allowed
         };
         if allowed.is_empty() {
             break;
@@ -422,7 +512,10 @@ pub fn greedy(
         };
         match choice {
             Choice::Token(_, Some(p)) if r.segs.get(p) == Some(&0) => cur_value.push(p),
-            Choice::Action(action::END_VAL) => used_in_call.append(&mut cur_value),
+            // A finished value or array element is not copied again.
+            Choice::Action(action::END_VAL | action::NEXT_ELEM) => {
+                used_in_call.append(&mut cur_value)
+            }
             Choice::Action(action::END_CALL) | Choice::Function(_) => {
                 used_in_call.clear();
                 cur_value.clear();
@@ -503,6 +596,63 @@ fn repair_calls(calls: Vec<Call>, tools: &[Tool]) -> Vec<Call> {
         }
     }
     out
+}
+
+/// The text of query piece `p` (without a `##` mark), or `None` outside the
+/// query.
+fn query_piece<'a>(r: &crate::render::Rendered, tok: &'a Tok, p: usize) -> Option<&'a str> {
+    if r.segs.get(p) != Some(&0) {
+        return None;
+    }
+    let t = tok.text(*r.ids.get(p)?);
+    Some(t.strip_prefix("##").unwrap_or(t))
+}
+
+/// The value being decoded is an integer or a number.
+fn numeric_value(g: &Grammar<'_>) -> bool {
+    matches!(
+        &g.state,
+        State::InValue { v, .. } if matches!(v.kind, crate::grammar::VKind::Integer | crate::grammar::VKind::Number)
+    )
+}
+
+/// Query pieces `p` and `p + 1` touch in the text (no space between them).
+fn attached(r: &crate::render::Rendered, p: usize) -> bool {
+    match (r.spans.get(p), r.spans.get(p + 1)) {
+        (Some(a), Some(b)) => a.1 == b.0 && a.1 != 0,
+        _ => false,
+    }
+}
+
+fn alnum(x: &str) -> bool {
+    x.chars().next().is_some_and(char::is_alphanumeric)
+}
+
+fn connector(x: &str) -> bool {
+    matches!(x, "." | "-" | "/" | ":" | "_")
+}
+
+/// A copied value that ends at query piece `p` would cut a word: the next
+/// piece is attached and alphanumeric ("carl|##sen", "2019|-|2020"), or
+/// an attached connector followed by an attached alphanumeric piece
+/// ("9|.|8").
+pub(crate) fn continues_word(r: &crate::render::Rendered, tok: &Tok, p: usize) -> bool {
+    let (Some(a), Some(b)) = (query_piece(r, tok, p), query_piece(r, tok, p + 1)) else {
+        return false;
+    };
+    if !attached(r, p) || !(alnum(a) || connector(a)) {
+        return false;
+    }
+    alnum(b)
+        || (connector(b) && attached(r, p + 1) && query_piece(r, tok, p + 2).is_some_and(alnum))
+}
+
+/// Query piece `p` continues the word of the piece before it.
+pub(crate) fn starts_mid_word(r: &crate::render::Rendered, tok: &Tok, p: usize) -> bool {
+    let Some(b) = query_piece(r, tok, p) else {
+        return false;
+    };
+    p > 0 && attached(r, p - 1) && alnum(b) && query_piece(r, tok, p - 1).is_some_and(alnum)
 }
 
 fn s_index(g: &Grammar<'_>, p: usize) -> usize {

@@ -9,6 +9,8 @@
 //! Output space of one decoding step: `[actions | generation vocabulary |
 //! source positions]` (see [`OutSpace`]).
 
+use std::sync::Arc;
+
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData, activation};
 use rand::{Rng, SeedableRng};
 
@@ -361,6 +363,71 @@ impl HostParams {
         HostParams { values }
     }
 
+    /// Upload to a device for inference, giving up each host tensor as soon
+    /// as it is uploaded, so loading never holds two full copies.
+    pub fn into_device(self, layout: &Layout, device: &Device) -> Params {
+        let t = self
+            .values
+            .into_iter()
+            .zip(&layout.specs)
+            .map(|(v, s)| Tensor::<2>::from_data(TensorData::new(v, s.shape), device))
+            .collect();
+        Params::new(t)
+    }
+
+    /// [`HostParams::into_device`] with the word-embedding table kept as
+    /// int8 rows on the host (`word`): the tensor at `layout.word` becomes
+    /// a `1 x D` placeholder, and lookups gather and dequantize rows. This
+    /// saves three quarters of the table's memory and changes no output
+    /// when the rows were stored as int8 anyway.
+    pub fn into_device_quantized_words(
+        mut self,
+        layout: &Layout,
+        device: &Device,
+        word: QuantRows,
+        gen_ids: &[u32],
+    ) -> Result<Params, ModelError> {
+        let d = layout
+            .specs
+            .get(layout.word)
+            .map(|s| s.shape[1])
+            .unwrap_or(0);
+        if word.cols != d || layout.specs.get(layout.word).map(|s| s.shape[0]) != Some(word.rows) {
+            return Err(ModelError::Weights(format!(
+                "word table {}x{} does not match the layout",
+                word.rows, word.cols
+            )));
+        }
+        if let Some(v) = self.values.get_mut(layout.word) {
+            *v = vec![0.0; d];
+        }
+        let t = self
+            .values
+            .into_iter()
+            .zip(&layout.specs)
+            .enumerate()
+            .map(|(i, (v, s))| {
+                let shape = if i == layout.word { [1, d] } else { s.shape };
+                Tensor::<2>::from_data(TensorData::new(v, shape), device)
+            })
+            .collect();
+        let ids: Vec<i64> = if gen_ids.is_empty() {
+            vec![0]
+        } else {
+            gen_ids.iter().map(|&x| x as i64).collect()
+        };
+        let gen_table =
+            Tensor::<2>::from_data(TensorData::new(word.gather(&ids), [ids.len(), d]), device);
+        Ok(Params {
+            t,
+            words: Some(Arc::new(QuantWords {
+                index: layout.word,
+                rows: word,
+                gen_table,
+            })),
+        })
+    }
+
     /// Upload to a device. With `trainable`, the tensors it marks get
     /// autodiff and require gradients; the others stay plain (frozen, and
     /// free of autodiff bookkeeping).
@@ -383,17 +450,69 @@ impl HostParams {
                 }
             })
             .collect();
-        Params { t }
+        Params::new(t)
     }
+}
+
+/// Rows of a table stored as int8 with one f32 scale per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantRows {
+    pub rows: usize,
+    pub cols: usize,
+    pub q: Vec<i8>,
+    pub scale: Vec<f32>,
+}
+
+impl QuantRows {
+    /// Rows `ids` dequantized, one after another (an id out of range gives
+    /// a row of zeros).
+    pub fn gather(&self, ids: &[i64]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &id in ids {
+            let r = usize::try_from(id).ok().filter(|&r| r < self.rows);
+            match (r, r.and_then(|r| self.scale.get(r))) {
+                (Some(r), Some(&s)) => out.extend(
+                    self.q[r * self.cols..(r + 1) * self.cols]
+                        .iter()
+                        .map(|&b| b as f32 * s),
+                ),
+                _ => out.extend(std::iter::repeat_n(0.0, self.cols)),
+            }
+        }
+        out
+    }
+
+    /// The whole table as f32.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let ids: Vec<i64> = (0..self.rows as i64).collect();
+        self.gather(&ids)
+    }
+}
+
+/// The word-embedding table of an inference model, kept as int8 rows.
+#[derive(Debug)]
+pub struct QuantWords {
+    /// Its index in the layout.
+    pub index: usize,
+    pub rows: QuantRows,
+    /// The rows of the generation vocabulary, as f32 `[G, D]`.
+    pub gen_table: Tensor<2>,
 }
 
 /// Parameters on a device.
 #[derive(Debug, Clone)]
 pub struct Params {
     pub t: Vec<Tensor<2>>,
+    /// Inference only: the word embeddings as int8 rows on the host (the
+    /// tensor in `t` is then a placeholder).
+    pub words: Option<Arc<QuantWords>>,
 }
 
 impl Params {
+    pub fn new(t: Vec<Tensor<2>>) -> Params {
+        Params { t, words: None }
+    }
+
     pub fn get(&self, i: usize) -> Tensor<2> {
         self.t[i].clone()
     }
@@ -403,10 +522,13 @@ impl Params {
         let values = self
             .t
             .iter()
-            .map(|t| {
-                t.to_data()
+            .enumerate()
+            .map(|(i, t)| match &self.words {
+                Some(w) if w.index == i => Ok(w.rows.dequantize()),
+                _ => t
+                    .to_data()
                     .try_to_vec::<f32>()
-                    .map_err(|e| ModelError::Weights(format!("{e:?}")))
+                    .map_err(|e| ModelError::Weights(format!("{e:?}"))),
             })
             .collect::<Result<_, _>>()?;
         Ok(HostParams { values })
@@ -711,12 +833,31 @@ impl Net {
         })
     }
 
+    /// Word embeddings of `ids`: `[B, S, D]`, from the int8 host table
+    /// when the parameters keep one.
+    pub(crate) fn embed_words(&self, p: &Params, ids: Tensor<2, Int>) -> Tensor<3> {
+        let Some(w) = &p.words else {
+            return embed(p.get(self.layout.word), ids);
+        };
+        let [b, s] = ids.dims();
+        let device = ids.device();
+        let v: Vec<i64> = ids
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap_or_default();
+        let d = w.rows.cols;
+        let mut rows = w.rows.gather(&v);
+        rows.resize(b * s * d, 0.0);
+        Tensor::from_data(TensorData::new(rows, [b, s, d]), &device)
+    }
+
     /// Encoder: `[B, S, D]`. Layers below `frozen_layers` are run without
     /// gradient tracking when their parameters do not require gradients.
     pub fn encode(&self, p: &Params, x: &EncBatch) -> Tensor<3> {
         let l = &self.layout;
         let c = &self.cfg;
-        let word = embed(p.get(l.word), x.ids.clone());
+        let word = self.embed_words(p, x.ids.clone());
         let pos = embed(
             p.get(l.pos),
             x.pos.clone().clamp(0, c.max_positions as i64 - 1),
@@ -762,7 +903,7 @@ impl Net {
             .collect();
         let segv = vec![seg as i64; n];
         let t = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, n]), device);
-        let h = embed(p.get(l.word), t(idv))
+        let h = self.embed_words(p, t(idv))
             + embed(p.get(l.pos), t(posv))
             + embed(p.get(l.typ), t(segv));
         ln3(p, l.emb_ln, h, c.layer_norm_eps)
@@ -912,7 +1053,10 @@ impl Net {
             .map(|layer| project_kv(p, layer.cross, self.cfg.heads, enc.clone()))
             .collect();
         let ptr_k = lin3(p, l.ptr_k, enc.clone());
-        let gen_table = p.get(l.word).select(0, self.gen_ids.clone());
+        let gen_table = match &p.words {
+            Some(w) => w.gen_table.clone(),
+            None => p.get(l.word).select(0, self.gen_ids.clone()),
+        };
         Prepared {
             ptr_kt: ptr_k.clone().swap_dims(1, 2),
             ptr_k,
@@ -938,7 +1082,7 @@ impl Net {
         let [b, t] = y.toks.dims();
         let device = y.toks.device();
         let tt = t.min(c.max_steps);
-        let mut x = embed(p.get(l.word), y.toks.clone())
+        let mut x = self.embed_words(p, y.toks.clone())
             + embed(p.get(l.dec_kind), y.kinds.clone())
             + p.get(l.dec_pos).narrow(0, 0, tt).unsqueeze_dim::<3>(0)
             + y.ptr.clone().matmul(prep.enc.clone());
@@ -1034,7 +1178,7 @@ impl Net {
         let (tok, knd, ptr) = input;
         let ids = |v: i64| Tensor::<2, Int>::from_data(TensorData::new(vec![v], [1, 1]), &device);
         let pos = st.t.min(c.max_steps - 1);
-        let mut x = embed(p.get(l.word), ids(tok as i64))
+        let mut x = self.embed_words(p, ids(tok as i64))
             + embed(p.get(l.dec_kind), ids(knd as i64))
             + p.get(l.dec_pos).narrow(0, pos, 1).unsqueeze_dim::<3>(0);
         let [_, s, d] = prep.enc.dims();

@@ -382,14 +382,34 @@ pub fn render(
         enum_word: single(tok, "values")?,
     };
     let q = tok.encode(query)?;
-    let max_query = limits.max_len.saturating_sub(8).max(1) / 2;
-    let qn = q
-        .len()
-        .min(max_query.max(limits.max_len.saturating_sub(64)));
     let pre: Vec<PreTool> = tools
         .iter()
         .map(|t| pre_tool(tok, t))
         .collect::<Result<_, _>>()?;
+    // The query keeps up to max_len - 64 tokens, but a long query is cut
+    // further (never below half the input) so that at least one tool (every
+    // kept tool) fits with its descriptions at their shortest.
+    let (mut td_min, mut pd_min) = (limits.tool_desc_tokens, limits.param_desc_tokens);
+    while td_min > 4 || pd_min > 2 {
+        td_min /= 2;
+        pd_min /= 2;
+    }
+    let need: usize = if keep.is_empty() {
+        pre.iter()
+            .map(|t| tool_len(t, td_min, pd_min, 0))
+            .min()
+            .unwrap_or(0)
+    } else {
+        keep.iter()
+            .filter_map(|&i| pre.get(i))
+            .map(|t| tool_len(t, td_min, pd_min, 0))
+            .sum()
+    };
+    let max_query = limits.max_len.saturating_sub(8).max(1) / 2;
+    let cap = max_query
+        .max(limits.max_len.saturating_sub(64))
+        .min(limits.max_len.saturating_sub(2 + need).max(max_query));
+    let qn = q.len().min(cap);
     let budget = limits.max_len.saturating_sub(qn + 2);
     // Shorten descriptions, then drop tools, until the input fits.
     let mut td = limits.tool_desc_tokens;

@@ -273,3 +273,29 @@ fn render_leaves_out_the_least_related_tool_first() {
     let r = render(&tok, "weather in Oslo", &ts, small, &[]).expect("render");
     assert!(r.tools.iter().any(|t| ts[t.index].name == "get_weather"));
 }
+
+/// A very long query is cut so that a tool still fits, instead of leaving
+/// no room for any tool.
+#[test]
+fn long_queries_are_cut_to_leave_room_for_a_tool() {
+    let Some(tok) = tok() else { return };
+    let mut props = serde_json::Map::new();
+    for i in 0..20 {
+        props.insert(format!("field_number_{i}"), json!({"type": "string"}));
+    }
+    let ts = Tool::parse_many(
+        &json!([{"name": "wide_tool", "description": "many fields",
+                 "parameters": {"type": "object", "properties": props}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools");
+    let q = "please tell me about the weather ".repeat(100);
+    let r = render(&tok, &q, &ts, LIM, &[]).expect("a tool fits");
+    assert!(r.len() <= 512, "{}", r.len());
+    assert_eq!(r.tools.len(), 1);
+    let query_tokens = r.segs.iter().filter(|&&s| s == 0).count();
+    assert!(query_tokens >= (512 - 8) / 2, "the query keeps at least half: {query_tokens}");
+    // A short query is never cut.
+    let r = render(&tok, "weather please", &ts, LIM, &[]).expect("render");
+    assert_eq!(r.segs.iter().filter(|&&s| s == 0).count(), 2 + 2);
+}

@@ -420,3 +420,129 @@ fn copy_bias_prefers_query_pieces() {
     );
     assert!(m.set_copy_bias(f64::NAN).is_err());
 }
+
+/// With the whole-word rule, copied values start and end on word
+/// boundaries of the query: every word of the value is a whole query word.
+#[test]
+fn whole_word_copies_keep_words_intact() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 21);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    m.set_copy_bias(40.0).expect("bias");
+    m.set_contiguous_copy(true);
+    m.set_whole_word_copy(true);
+    let opts = CallOptions {
+        require_call: true,
+        ..Default::default()
+    };
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    for q in [
+        "What is the weather in Reykjavik today?",
+        "Weather for Ouagadougou and Tegucigalpa please",
+        "forecast: Thiruvananthapuram, Kerala",
+    ] {
+        let d = m.predict(q, &weather_tools(), &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &weather_tools()).expect("valid");
+        let city = d.calls[0].arguments["city"].as_str().expect("string");
+        let qw = words(q);
+        for w in words(city) {
+            assert!(
+                qw.contains(&w),
+                "{w:?} of {city:?} is not a whole word of {q:?}"
+            );
+        }
+    }
+}
+
+/// A compact model file keeps its int8 word table as int8 in memory; the
+/// outputs equal those of the same file fully dequantized to f32.
+#[test]
+fn int8_word_table_gives_the_outputs_of_dequantized_weights() {
+    let Some(tj) = tokenizer_json() else { return };
+    let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016, 2047, 3000]);
+    cfg.hidden = 64; // wide enough for int8 storage of the word table
+    let layout = Layout::new(&cfg);
+    let host = HostParams::init(&layout, 11);
+    let dir = tempfile::tempdir().expect("tmp");
+    Model::from_parts(cfg.clone(), &host, &tj)
+        .expect("model")
+        .save(dir.path(), Storage::Compact)
+        .expect("save");
+    let q = Model::load(dir.path()).expect("load");
+    assert!(q.params.words.is_some(), "the word table stays int8");
+    let bytes = std::fs::read(dir.path().join("model.safetensors")).expect("read");
+    let f32_host = weights::params_from_bytes(&layout, &bytes).expect("f32");
+    let f = Model::from_parts(cfg, &f32_host, &tj).expect("f32 model");
+    assert!(f.params.words.is_none());
+    assert_eq!(q.params.to_host().expect("host"), f32_host);
+    let tools = weather_tools();
+    for query in [
+        "What is the weather in San Francisco?",
+        "weather for Reykjavik in f please",
+        "nothing to do with tools",
+    ] {
+        let a = q
+            .predict(query, &tools, &CallOptions::default())
+            .expect("a");
+        let b = f
+            .predict(query, &tools, &CallOptions::default())
+            .expect("b");
+        assert_eq!(a.calls, b.calls, "{query}");
+        assert!((a.confidence - b.confidence).abs() < 1e-9, "{query}");
+    }
+}
+
+/// Which query pieces a copied value may not end or start at.
+#[test]
+fn word_boundaries_follow_the_query_text() {
+    let Some(tj) = tokenizer_json() else { return };
+    let tok = crate::render::Tok::from_bytes(&tj).expect("tok");
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let q = "Magnus Carlsen ran 9.8 km in 2019-2020, New York.";
+    let r = crate::render::render(
+        &tok,
+        q,
+        &weather_tools(),
+        crate::model::infer_limits(&cfg),
+        &[],
+    )
+    .expect("render");
+    let piece = |p: usize| tok.text(r.ids[p]).to_string();
+    let find = |s: &str, from: usize| (from..r.ids.len()).find(|&p| piece(p) == s).expect(s);
+    let carl = find("carl", 0);
+    assert_eq!(piece(carl + 1), "##sen");
+    assert!(crate::model::continues_word(&r, &tok, carl));
+    assert!(
+        !crate::model::continues_word(&r, &tok, carl + 1),
+        "ends at carlsen"
+    );
+    assert!(crate::model::starts_mid_word(&r, &tok, carl + 1));
+    assert!(!crate::model::starts_mid_word(&r, &tok, carl));
+    let nine = find("9", 0);
+    assert!(crate::model::continues_word(&r, &tok, nine), "9 . 8");
+    assert!(crate::model::continues_word(&r, &tok, nine + 1));
+    assert!(
+        !crate::model::continues_word(&r, &tok, nine + 2),
+        "9.8 then a space"
+    );
+    let y = find("2019", 0);
+    assert!(crate::model::continues_word(&r, &tok, y), "2019-2020");
+    assert!(
+        !crate::model::continues_word(&r, &tok, y + 2),
+        "a comma ends it"
+    );
+    let york = find("york", 0);
+    assert!(
+        !crate::model::continues_word(&r, &tok, york),
+        "the final period"
+    );
+    // Tool text is never a query piece.
+    let tool_piece = (0..r.ids.len()).find(|&p| r.segs[p] == 1).expect("tool");
+    assert!(!crate::model::continues_word(&r, &tok, tool_piece));
+}

@@ -12,7 +12,7 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::net::{HostParams, Layout};
+use crate::net::{HostParams, Layout, QuantRows};
 
 /// How tensors are stored in a model file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,14 +23,9 @@ pub enum Storage {
     Compact,
 }
 
-/// Write `bytes` to `path` atomically.
+/// Write `bytes` to `path` atomically (temporary file, sync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+    retort_core::fsutil::write_atomic(path, bytes).map_err(|e| ModelError::io(path, e))
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -95,11 +90,16 @@ pub type TensorMap = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Read every tensor of a safetensors buffer as f32 (`i8` dequantized).
 pub fn read_tensors(bytes: &[u8]) -> Result<TensorMap, ModelError> {
+    read_tensors_except(bytes, &[])
+}
+
+/// [`read_tensors`] without the tensors named in `skip`.
+pub fn read_tensors_except(bytes: &[u8], skip: &[&str]) -> Result<TensorMap, ModelError> {
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| ModelError::Weights(e.to_string()))?;
     let mut out = HashMap::new();
     for name in st.names() {
-        if name.ends_with(".__scale") {
+        if name.ends_with(".__scale") || skip.iter().any(|s| *s == name) {
             continue;
         }
         let t = st
@@ -146,13 +146,64 @@ pub fn read_tensors(bytes: &[u8]) -> Result<TensorMap, ModelError> {
     Ok(out)
 }
 
+/// The rows of tensor `name` when the file stores it as int8 with per-row
+/// scales ([`Storage::Compact`]); `None` when it is stored otherwise.
+pub fn int8_rows(bytes: &[u8], name: &str) -> Result<Option<QuantRows>, ModelError> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| ModelError::Weights(e.to_string()))?;
+    let Ok(t) = st.tensor(name) else {
+        return Ok(None);
+    };
+    if t.dtype() != Dtype::I8 {
+        return Ok(None);
+    }
+    let s = st
+        .tensor(&format!("{name}.__scale"))
+        .map_err(|_| ModelError::Weights(format!("{name}: int8 without scales")))?;
+    let scale: Vec<f32> = s
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let rows = t.shape().first().copied().unwrap_or(0);
+    let cols: usize = t.shape().iter().skip(1).product();
+    if rows == 0 || scale.len() != rows || t.data().len() != rows * cols {
+        return Err(ModelError::Weights(format!("{name}: bad scales")));
+    }
+    Ok(Some(QuantRows {
+        rows,
+        cols,
+        q: t.data().iter().map(|&b| b as i8).collect(),
+        scale,
+    }))
+}
+
 /// Parameters in layout order from a model file written by [`serialize_params`].
 pub fn params_from_bytes(layout: &Layout, bytes: &[u8]) -> Result<HostParams, ModelError> {
-    let mut map = read_tensors(bytes)?;
+    params_from_bytes_except(layout, bytes, None)
+}
+
+/// [`params_from_bytes`], leaving parameter `skip` (a layout index) as an
+/// empty placeholder that the caller fills another way.
+pub fn params_from_bytes_except(
+    layout: &Layout,
+    bytes: &[u8],
+    skip: Option<usize>,
+) -> Result<HostParams, ModelError> {
+    let skip_name: Vec<&str> = skip
+        .and_then(|i| layout.specs.get(i))
+        .map(|s| s.name.as_str())
+        .into_iter()
+        .collect();
+    let mut map = read_tensors_except(bytes, &skip_name)?;
     let values = layout
         .specs
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
+            if Some(i) == skip {
+                return Ok(Vec::new());
+            }
             let (shape, v) = map
                 .remove(&s.name)
                 .ok_or_else(|| ModelError::Weights(format!("missing tensor {}", s.name)))?;

@@ -16,8 +16,8 @@
 //! import stops with an error naming them).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 
 use retort_core::{
     Call, Example, Message, TeacherInfo, Tool, ToolFormat, normalize_text, validate_all,
@@ -259,26 +259,7 @@ pub fn import_openai_log(
 }
 
 fn write_atomically(out: &Path, bytes: &[u8]) -> Result<(), TeacherError> {
-    let dir: PathBuf = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| TeacherError::io(&dir, e))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, out)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        TeacherError::io(out, e)
-    })
+    retort_core::fsutil::write_atomic(out, bytes).map_err(|e| TeacherError::io(out, e))
 }
 
 #[cfg(test)]

@@ -245,6 +245,7 @@ fn val_loss(
 fn inference_params(p: &Params) -> Params {
     Params {
         t: p.t.iter().map(|t| t.clone().inner()).collect(),
+        words: p.words.clone(),
     }
 }
 
@@ -394,6 +395,7 @@ fn fork_params(params: &Params, trainable: &[bool]) -> Params {
                 }
             })
             .collect(),
+        words: params.words.clone(),
     }
 }
 
@@ -882,6 +884,12 @@ pub fn evaluate_and_export(
     if let Some(c) = decoding.contiguous_copy {
         model.set_contiguous_copy(c);
     }
+    if let Some(c) = decoding.whole_word_copy {
+        model.set_whole_word_copy(c);
+    }
+    if let Some(b) = decoding.refusal_bias {
+        model.set_refusal_bias(b)?;
+    }
     let (mut ex, _) = data::load_jsonl(val)?;
     if let Some(n) = limit {
         ex.truncate(n);
@@ -910,6 +918,8 @@ pub fn evaluate_and_export(
 pub struct DecodingOverrides {
     pub copy_bias: Option<f64>,
     pub contiguous_copy: Option<bool>,
+    pub whole_word_copy: Option<bool>,
+    pub refusal_bias: Option<f64>,
 }
 
 /// Call `f` on Ctrl-C / SIGTERM (the trainer then checkpoints and stops).

@@ -97,6 +97,16 @@ fn fake_bfcl(dir: &Path) {
 }
 
 fn run(teacher: &Path, bfcl: &Path, out: &Path, seed: &str) -> std::process::Output {
+    run_with(teacher, bfcl, out, seed, &[])
+}
+
+fn run_with(
+    teacher: &Path,
+    bfcl: &Path,
+    out: &Path,
+    seed: &str,
+    extra: &[&str],
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_retort"))
         .args(["data", "build", "--teacher-dir"])
         .arg(teacher)
@@ -113,6 +123,7 @@ fn run(teacher: &Path, bfcl: &Path, out: &Path, seed: &str) -> std::process::Out
             "0.15",
             "--no-progress",
         ])
+        .args(extra)
         .output()
         .expect("run retort")
 }
@@ -183,6 +194,52 @@ fn builds_a_tiny_dataset() {
     let out3 = tmp.path().join("out3");
     assert!(run(&teacher, &bfcl, &out3, "4").status.success());
     assert_ne!(a, std::fs::read(out3.join("train.jsonl")).expect("read"));
+
+    // Composition adds multi-call training examples whose calls all come
+    // from the query, and leaves validation byte-identical.
+    let composed: Vec<&Value> = train
+        .iter()
+        .filter(|e| e["id"].as_str().is_some_and(|i| i.starts_with("compose:")))
+        .collect();
+    assert!(!composed.is_empty(), "default --compose adds composites");
+    assert_eq!(
+        stats["compose_train"]["same_function"]
+            .as_u64()
+            .unwrap_or(0)
+            + stats["compose_train"]["different_functions"]
+                .as_u64()
+                .unwrap_or(0),
+        composed.len() as u64
+    );
+    for e in &composed {
+        let calls = e["calls"].as_array().cloned().unwrap_or_default();
+        assert!(calls.len() >= 2, "{e}");
+        for c in &calls {
+            let city = c["arguments"]["city"].as_str().unwrap_or_default();
+            assert!(
+                e["query"].as_str().unwrap_or_default().contains(city),
+                "{e}"
+            );
+        }
+    }
+    let out4 = tmp.path().join("out4");
+    let o = run_with(&teacher, &bfcl, &out4, "3", &["--compose", "0"]);
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::read(out.join("val.jsonl")).expect("read"),
+        std::fs::read(out4.join("val.jsonl")).expect("read")
+    );
+    let plain = lines(&out4.join("train.jsonl"));
+    assert_eq!(plain.len() + composed.len(), train.len());
+    let o = run_with(
+        &teacher,
+        &bfcl,
+        &tmp.path().join("bad"),
+        "3",
+        &["--compose", "2"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--compose"));
 }
 
 #[test]

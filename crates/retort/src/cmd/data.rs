@@ -46,6 +46,12 @@ pub struct BuildArgs {
     /// cut.
     #[arg(long, default_value_t = 300, value_name = "N")]
     max_description_chars: usize,
+    /// Multi-call training examples joined from single-call ones ("X. Also,
+    /// Y" with both calls; the same function twice or different ones), as
+    /// a fraction of the training set; 0 turns it off. Validation is never
+    /// composed.
+    #[arg(long, default_value_t = 0.1, value_name = "F")]
+    compose: f64,
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -78,8 +84,10 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         val_fraction: a.val_fraction,
         max_tools: a.max_tools,
         max_description_chars: a.max_description_chars,
+        compose: a.compose,
         progress: !a.no_progress,
     };
+    let opts_compose = opts.compose;
     let s = retort_data::build(&opts).context("data build failed")?;
     let with_calls: usize = s.imported_with_calls.values().sum();
     println!(
@@ -104,6 +112,14 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         cats(&s.train.by_category),
         s.train_base.total
     );
+    if opts_compose > 0.0 {
+        println!(
+            "composed: {} multi-call training examples ({} repeating one function, {} with different functions)",
+            s.compose_train.same_function + s.compose_train.different_functions,
+            s.compose_train.same_function,
+            s.compose_train.different_functions
+        );
+    }
     println!(
         "val: {} examples over {} held-out tools ({})",
         s.val.total,

@@ -114,6 +114,16 @@ pub struct TrainArgs {
     /// next query position); stored in the exported config.
     #[arg(long, value_name = "BOOL")]
     contiguous_copy: Option<bool>,
+    /// With --export/--eval-only: decode with the whole-word copy rule on
+    /// or off (copied values start and end on word boundaries); stored in
+    /// the exported config.
+    #[arg(long, value_name = "BOOL")]
+    whole_word_copy: Option<bool>,
+    /// With --export/--eval-only: decode with this logit added to refusing
+    /// (no call); negative refuses less. Stored in the exported config.
+    /// Tune it on validation data only.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    refusal_bias: Option<f64>,
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
@@ -133,6 +143,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             retort_train::trainer::DecodingOverrides {
                 copy_bias: a.copy_bias,
                 contiguous_copy: a.contiguous_copy,
+                whole_word_copy: a.whole_word_copy,
+                refusal_bias: a.refusal_bias,
             },
         )?;
         println!(
