@@ -425,7 +425,8 @@ pub fn greedy(
             _ => allowed,
         };
         // Whole words: inside a word the next piece of that word is the only
-        // copy and the value cannot end; a value does not start mid-word.
+        // copy and the value cannot end; a run of copies (at the start of a
+        // value or after a generated piece) does not start mid-word.
         let allowed = if cfg.whole_word_copy {
             let kept: Vec<(usize, Choice)> = match last_copy {
                 Some(p) if continues_word(&r, tok, p) => allowed
@@ -433,7 +434,7 @@ pub fn greedy(
                     .copied()
                     .filter(|(_, c)| matches!(c, Choice::Token(_, Some(q)) if *q == p + 1))
                     .collect(),
-                None if cur_value.is_empty() => allowed
+                None => allowed
                     .iter()
                     .copied()
                     .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(q)) if starts_mid_word(&r, tok, *q)))

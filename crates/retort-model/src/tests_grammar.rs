@@ -294,7 +294,10 @@ fn long_queries_are_cut_to_leave_room_for_a_tool() {
     assert!(r.len() <= 512, "{}", r.len());
     assert_eq!(r.tools.len(), 1);
     let query_tokens = r.segs.iter().filter(|&&s| s == 0).count();
-    assert!(query_tokens >= (512 - 8) / 2, "the query keeps at least half: {query_tokens}");
+    assert!(
+        query_tokens >= (512 - 8) / 2,
+        "the query keeps at least half: {query_tokens}"
+    );
     // A short query is never cut.
     let r = render(&tok, "weather please", &ts, LIM, &[]).expect("render");
     assert_eq!(r.segs.iter().filter(|&&s| s == 0).count(), 2 + 2);

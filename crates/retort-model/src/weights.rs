@@ -99,7 +99,7 @@ pub fn read_tensors_except(bytes: &[u8], skip: &[&str]) -> Result<TensorMap, Mod
         .map_err(|e| ModelError::Weights(e.to_string()))?;
     let mut out = HashMap::new();
     for name in st.names() {
-        if name.ends_with(".__scale") || skip.iter().any(|s| *s == name) {
+        if name.ends_with(".__scale") || skip.contains(&name) {
             continue;
         }
         let t = st
