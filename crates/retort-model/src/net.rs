@@ -469,14 +469,18 @@ impl QuantRows {
     pub fn gather(&self, ids: &[i64]) -> Vec<f32> {
         let mut out = Vec::with_capacity(ids.len() * self.cols);
         for &id in ids {
-            let r = usize::try_from(id).ok().filter(|&r| r < self.rows);
-            match (r, r.and_then(|r| self.scale.get(r))) {
-                (Some(r), Some(&s)) => out.extend(
-                    self.q[r * self.cols..(r + 1) * self.cols]
-                        .iter()
-                        .map(|&b| b as f32 * s),
-                ),
-                _ => out.extend(std::iter::repeat_n(0.0, self.cols)),
+            let row = usize::try_from(id)
+                .ok()
+                .filter(|&r| r < self.rows)
+                .and_then(|r| {
+                    Some((
+                        self.q.get(r * self.cols..(r + 1) * self.cols)?,
+                        *self.scale.get(r)?,
+                    ))
+                });
+            match row {
+                Some((q, s)) => out.extend(q.iter().map(|&b| b as f32 * s)),
+                None => out.extend(std::iter::repeat_n(0.0, self.cols)),
             }
         }
         out

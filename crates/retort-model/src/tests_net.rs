@@ -551,3 +551,20 @@ fn word_boundaries_follow_the_query_text() {
     let tool_piece = (0..r.ids.len()).find(|&p| r.segs[p] == 1).expect("tool");
     assert!(!crate::model::continues_word(&r, &tok, tool_piece));
 }
+
+/// Gathering int8 rows never panics: ids outside the table, or rows the
+/// data does not hold, give zeros.
+#[test]
+fn quant_rows_gather_is_total() {
+    let q = crate::net::QuantRows {
+        rows: 2,
+        cols: 2,
+        q: vec![2, -4, 6],
+        scale: vec![0.5, 1.0],
+    };
+    assert_eq!(
+        q.gather(&[0, 1, 7, -1]),
+        vec![1.0, -2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    );
+    assert_eq!(q.dequantize().len(), 4);
+}
