@@ -186,36 +186,36 @@ impl Model {
     /// Set the decoding bias towards copying values from the query
     /// (`ModelConfig::copy_bias`).
     pub fn set_copy_bias(&mut self, bias: f64) -> Result<(), ModelError> {
-        let mut cfg = self.cfg.clone();
-        cfg.copy_bias = bias;
-        cfg.check()?;
-        self.cfg = cfg.clone();
-        self.net.cfg = cfg;
-        Ok(())
+        self.update_config(|c| c.copy_bias = bias)
     }
 
     /// Turn the contiguous-copy rule of decoding on or off
     /// (`ModelConfig::contiguous_copy`).
     pub fn set_contiguous_copy(&mut self, on: bool) {
-        self.cfg.contiguous_copy = on;
-        self.net.cfg.contiguous_copy = on;
+        // A boolean cannot break the config's invariants.
+        let _ = self.update_config(|c| c.contiguous_copy = on);
     }
 
     /// Set the decoding bias on refusing (`ModelConfig::refusal_bias`).
     pub fn set_refusal_bias(&mut self, bias: f64) -> Result<(), ModelError> {
-        let mut cfg = self.cfg.clone();
-        cfg.refusal_bias = bias;
-        cfg.check()?;
-        self.cfg = cfg.clone();
-        self.net.cfg = cfg;
-        Ok(())
+        self.update_config(|c| c.refusal_bias = bias)
     }
 
     /// Turn the whole-word copy rule of decoding on or off
     /// (`ModelConfig::whole_word_copy`).
     pub fn set_whole_word_copy(&mut self, on: bool) {
-        self.cfg.whole_word_copy = on;
-        self.net.cfg.whole_word_copy = on;
+        let _ = self.update_config(|c| c.whole_word_copy = on);
+    }
+
+    /// Change the configuration (the model's and the network's copy alike);
+    /// a change that breaks its invariants is refused and changes nothing.
+    fn update_config(&mut self, f: impl FnOnce(&mut ModelConfig)) -> Result<(), ModelError> {
+        let mut cfg = self.cfg.clone();
+        f(&mut cfg);
+        cfg.check()?;
+        self.cfg = cfg.clone();
+        self.net.cfg = cfg;
+        Ok(())
     }
 
     /// Replace the tool-encoding cache with an empty one of `max_bytes`

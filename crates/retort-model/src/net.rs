@@ -366,13 +366,30 @@ impl HostParams {
     /// Upload to a device for inference, giving up each host tensor as soon
     /// as it is uploaded, so loading never holds two full copies.
     pub fn into_device(self, layout: &Layout, device: &Device) -> Params {
-        let t = self
-            .values
+        Params::new(self.upload_owned(layout, device, None))
+    }
+
+    /// Upload, consuming the host tensors; `placeholder` gives the layout
+    /// index of a tensor uploaded as a `1 x D` placeholder instead.
+    fn upload_owned(
+        self,
+        layout: &Layout,
+        device: &Device,
+        placeholder: Option<usize>,
+    ) -> Vec<Tensor<2>> {
+        self.values
             .into_iter()
             .zip(&layout.specs)
-            .map(|(v, s)| Tensor::<2>::from_data(TensorData::new(v, s.shape), device))
-            .collect();
-        Params::new(t)
+            .enumerate()
+            .map(|(i, (v, s))| {
+                let (v, shape) = if Some(i) == placeholder {
+                    (vec![0.0; s.shape[1]], [1, s.shape[1]])
+                } else {
+                    (v, s.shape)
+                };
+                Tensor::<2>::from_data(TensorData::new(v, shape), device)
+            })
+            .collect()
     }
 
     /// [`HostParams::into_device`] with the word-embedding table kept as
@@ -381,11 +398,11 @@ impl HostParams {
     /// saves three quarters of the table's memory and changes no output
     /// when the rows were stored as int8 anyway.
     pub fn into_device_quantized_words(
-        mut self,
+        self,
         layout: &Layout,
         device: &Device,
         word: QuantRows,
-        gen_ids: &[u32],
+        gen_vocab: &[u32],
     ) -> Result<Params, ModelError> {
         let d = layout
             .specs
@@ -398,24 +415,8 @@ impl HostParams {
                 word.rows, word.cols
             )));
         }
-        if let Some(v) = self.values.get_mut(layout.word) {
-            *v = vec![0.0; d];
-        }
-        let t = self
-            .values
-            .into_iter()
-            .zip(&layout.specs)
-            .enumerate()
-            .map(|(i, (v, s))| {
-                let shape = if i == layout.word { [1, d] } else { s.shape };
-                Tensor::<2>::from_data(TensorData::new(v, shape), device)
-            })
-            .collect();
-        let ids: Vec<i64> = if gen_ids.is_empty() {
-            vec![0]
-        } else {
-            gen_ids.iter().map(|&x| x as i64).collect()
-        };
+        let t = self.upload_owned(layout, device, Some(layout.word));
+        let ids = gen_id_list(gen_vocab);
         let gen_table =
             Tensor::<2>::from_data(TensorData::new(word.gather(&ids), [ids.len(), d]), device);
         Ok(Params {
@@ -813,6 +814,16 @@ impl DecBatch {
     }
 }
 
+/// The word ids of the generation vocabulary (`[0]` when it is empty, so
+/// the output space keeps a generation slot).
+fn gen_id_list(gen_vocab: &[u32]) -> Vec<i64> {
+    if gen_vocab.is_empty() {
+        vec![0]
+    } else {
+        gen_vocab.iter().map(|&x| x as i64).collect()
+    }
+}
+
 fn embed(table: Tensor<2>, ids: Tensor<2, Int>) -> Tensor<3> {
     let [b, s] = ids.dims();
     let d = table.dims()[1];
@@ -823,11 +834,7 @@ impl Net {
     pub fn new(cfg: ModelConfig, device: &Device) -> Result<Self, ModelError> {
         cfg.check()?;
         let layout = Layout::new(&cfg);
-        let ids: Vec<i64> = if cfg.gen_vocab.is_empty() {
-            vec![0]
-        } else {
-            cfg.gen_vocab.iter().map(|&x| x as i64).collect()
-        };
+        let ids = gen_id_list(&cfg.gen_vocab);
         let n = ids.len();
         let gen_ids = Tensor::from_data(TensorData::new(ids, [n]), device);
         Ok(Net {

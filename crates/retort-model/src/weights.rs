@@ -115,25 +115,7 @@ pub fn read_tensors_except(bytes: &[u8], skip: &[&str]) -> Result<TensorMap, Mod
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
-            Dtype::I8 => {
-                let s = st
-                    .tensor(&format!("{name}.__scale"))
-                    .map_err(|_| ModelError::Weights(format!("{name}: int8 without scales")))?;
-                let scales: Vec<f32> = s
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                let rows = t.shape().first().copied().unwrap_or(0);
-                let cols: usize = t.shape().iter().skip(1).product();
-                if rows == 0 || scales.len() != rows || data.len() != rows * cols {
-                    return Err(ModelError::Weights(format!("{name}: bad scales")));
-                }
-                data.iter()
-                    .enumerate()
-                    .map(|(i, &b)| (b as i8) as f32 * scales[i / cols.max(1)])
-                    .collect()
-            }
+            Dtype::I8 => int8_tensor(&st, name, &t)?.dequantize(),
             Dtype::I64 => continue,
             other => {
                 return Err(ModelError::Weights(format!(
@@ -157,6 +139,15 @@ pub fn int8_rows(bytes: &[u8], name: &str) -> Result<Option<QuantRows>, ModelErr
     if t.dtype() != Dtype::I8 {
         return Ok(None);
     }
+    int8_tensor(&st, name, &t).map(Some)
+}
+
+/// An int8 tensor and its `NAME.__scale` row scales.
+fn int8_tensor(
+    st: &safetensors::SafeTensors<'_>,
+    name: &str,
+    t: &safetensors::tensor::TensorView<'_>,
+) -> Result<QuantRows, ModelError> {
     let s = st
         .tensor(&format!("{name}.__scale"))
         .map_err(|_| ModelError::Weights(format!("{name}: int8 without scales")))?;
@@ -170,12 +161,12 @@ pub fn int8_rows(bytes: &[u8], name: &str) -> Result<Option<QuantRows>, ModelErr
     if rows == 0 || scale.len() != rows || t.data().len() != rows * cols {
         return Err(ModelError::Weights(format!("{name}: bad scales")));
     }
-    Ok(Some(QuantRows {
+    Ok(QuantRows {
         rows,
         cols,
         q: t.data().iter().map(|&b| b as i8).collect(),
         scale,
-    }))
+    })
 }
 
 /// Parameters in layout order from a model file written by [`serialize_params`].
