@@ -68,6 +68,21 @@ pub struct ModelConfig {
     /// held-out validation data, never on test data.
     #[serde(default)]
     pub refusal_bias: f64,
+    /// Logit added to `STOP` after the first call while decoding: positive
+    /// values make further (parallel) calls rarer. 0: as trained. Tuned on
+    /// held-out validation data, never on test data.
+    #[serde(default)]
+    pub extra_call_bias: f64,
+    /// Logit added to `END_CALL` once every required parameter is given:
+    /// positive values leave optional parameters out more often. 0: as
+    /// trained. Tuned on held-out validation data, never on test data.
+    #[serde(default)]
+    pub end_call_bias: f64,
+    /// While decoding a value that is not an enum member, pieces are copied
+    /// from the query only, never from the tools' text (a description's
+    /// words are not argument values). Chosen on validation data.
+    #[serde(default)]
+    pub query_copies_only: bool,
 }
 
 impl ModelConfig {
@@ -95,6 +110,9 @@ impl ModelConfig {
             contiguous_copy: false,
             whole_word_copy: false,
             refusal_bias: 0.0,
+            extra_call_bias: 0.0,
+            end_call_bias: 0.0,
+            query_copies_only: false,
         }
     }
 
@@ -122,6 +140,9 @@ impl ModelConfig {
             contiguous_copy: false,
             whole_word_copy: false,
             refusal_bias: 0.0,
+            extra_call_bias: 0.0,
+            end_call_bias: 0.0,
+            query_copies_only: false,
         }
     }
 
@@ -147,17 +168,15 @@ impl ModelConfig {
         {
             return bad(format!("gen_vocab id {t} is outside the vocabulary"));
         }
-        if !(self.refusal_bias.is_finite() && self.refusal_bias.abs() <= 50.0) {
-            return Err(ModelError::Config(format!(
-                "refusal_bias must be within -50..50, got {}",
-                self.refusal_bias
-            )));
-        }
-        if !(self.copy_bias.is_finite() && self.copy_bias.abs() <= 50.0) {
-            return bad(format!(
-                "copy_bias must be within -50..50, got {}",
-                self.copy_bias
-            ));
+        for (name, b) in [
+            ("refusal_bias", self.refusal_bias),
+            ("copy_bias", self.copy_bias),
+            ("extra_call_bias", self.extra_call_bias),
+            ("end_call_bias", self.end_call_bias),
+        ] {
+            if !(b.is_finite() && b.abs() <= 50.0) {
+                return bad(format!("{name} must be within -50..50, got {b}"));
+            }
         }
         if !(self.confidence_temperature.is_finite() && self.confidence_temperature > 0.0) {
             return bad("confidence_temperature must be positive".into());

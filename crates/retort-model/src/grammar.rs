@@ -68,6 +68,13 @@ pub struct ValState {
     schema_ty: SchemaType,
 }
 
+impl ValState {
+    /// Is this value an enum member (pointed at in the tool's text)?
+    pub fn is_enum(&self) -> bool {
+        matches!(self.kind, VKind::Enum(..))
+    }
+}
+
 /// Where the decoder is.
 #[derive(Debug, Clone)]
 pub enum State {

@@ -207,9 +207,10 @@ impl Model {
         let _ = self.update_config(|c| c.whole_word_copy = on);
     }
 
-    /// Change the configuration (the model's and the network's copy alike);
-    /// a change that breaks its invariants is refused and changes nothing.
-    fn update_config(&mut self, f: impl FnOnce(&mut ModelConfig)) -> Result<(), ModelError> {
+    /// Change the configuration (the model's and the network's copy alike),
+    /// e.g. its decoding settings; a change that breaks its invariants is
+    /// refused and changes nothing.
+    pub fn update_config(&mut self, f: impl FnOnce(&mut ModelConfig)) -> Result<(), ModelError> {
         let mut cfg = self.cfg.clone();
         f(&mut cfg);
         cfg.check()?;
@@ -386,12 +387,23 @@ pub fn greedy(
                 }
             }
         }
-        if cfg.refusal_bias != 0.0
-            && g.calls.is_empty()
-            && matches!(g.state, State::Between)
-            && let Some(x) = z.get_mut(action::STOP)
-        {
-            *x += cfg.refusal_bias as f32;
+        match g.state {
+            State::Between => {
+                let b = if g.calls.is_empty() {
+                    cfg.refusal_bias
+                } else {
+                    cfg.extra_call_bias
+                };
+                if let Some(x) = z.get_mut(action::STOP) {
+                    *x += b as f32;
+                }
+            }
+            State::InCall { .. } => {
+                if let Some(x) = z.get_mut(action::END_CALL) {
+                    *x += cfg.end_call_bias as f32;
+                }
+            }
+            _ => {}
         }
         let mask = g.mask();
         let allowed: Vec<(usize, Choice)> = mask
@@ -410,6 +422,19 @@ pub fn greedy(
             .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(p)) if used_in_call.contains(p)))
             .collect();
         let allowed = if fresh.is_empty() { allowed } else { fresh };
+        // Query copies only: a value that is not an enum member copies
+        // pieces from the query, not from the tools' names or descriptions.
+        let allowed = match &g.state {
+            State::InValue { v, .. } if cfg.query_copies_only && !v.is_enum() => {
+                let kept: Vec<(usize, Choice)> = allowed
+                    .iter()
+                    .copied()
+                    .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(p)) if r.segs.get(*p) != Some(&0)))
+                    .collect();
+                if kept.is_empty() { allowed } else { kept }
+            }
+            _ => allowed,
+        };
         // Contiguous copies: right after a piece copied from position p,
         // another copied piece of the same value must come from p + 1 (a
         // value is one span of the query, not pieces from here and there).

@@ -465,6 +465,89 @@ fn whole_word_copies_keep_words_intact() {
     }
 }
 
+/// With the query-copies-only rule, a free-text value copies pieces from
+/// the query only: pushed away from the query by a negative copy bias, the
+/// value comes from the tool's text without the rule and from the query
+/// with it.
+#[test]
+fn query_copies_only_keeps_tool_text_out_of_values() {
+    let Some(tj) = tokenizer_json() else { return };
+    // Only "." can be generated, so every other piece of a value is copied.
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let host = HostParams::init(&Layout::new(&cfg), 21);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    m.update_config(|c| c.copy_bias = -40.0).expect("bias");
+    let tools = Tool::parse_many(
+        &json!([{"name": "get_weather", "description": "zanzibar quokka marmalade",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+          "required": ["city"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools");
+    let q = "weather in reykjavik";
+    let opts = CallOptions {
+        require_call: true,
+        ..Default::default()
+    };
+    let city = |m: &Model| -> String {
+        let d = m.predict(q, &tools, &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls[0].arguments["city"]
+            .as_str()
+            .expect("string")
+            .to_lowercase()
+    };
+    let from_query = |v: &str| {
+        v.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .all(|w| q.contains(w))
+    };
+    let without = city(&m);
+    assert!(!from_query(&without), "{without:?} should come from the tool text");
+    m.update_config(|c| c.query_copies_only = true).expect("rule");
+    let with = city(&m);
+    assert!(
+        !with.trim_matches('.').is_empty() && from_query(&with),
+        "{with:?} is not copied from {q:?}"
+    );
+}
+
+/// `extra_call_bias` moves the decision to stop after the first call, and
+/// `end_call_bias` the decision to end a call once its required parameters
+/// are given.
+#[test]
+fn call_and_argument_biases_steer_decoding() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 5);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let tools = weather_tools();
+    let opts = CallOptions {
+        require_call: true,
+        ..Default::default()
+    };
+    let q = "What is the weather in Oslo and in Lima?";
+    let run = |m: &Model| {
+        let d = m.predict(q, &tools, &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls
+    };
+    m.update_config(|c| c.extra_call_bias = 40.0).expect("bias");
+    assert_eq!(run(&m).len(), 1);
+    m.update_config(|c| c.extra_call_bias = -40.0).expect("bias");
+    assert!(run(&m).len() > 1, "{:?}", run(&m));
+    m.update_config(|c| {
+        c.extra_call_bias = 40.0;
+        c.end_call_bias = 40.0;
+    })
+    .expect("bias");
+    assert!(run(&m)[0].arguments.get("units").is_none());
+    m.update_config(|c| c.end_call_bias = -40.0).expect("bias");
+    assert!(run(&m)[0].arguments.get("units").is_some());
+    assert!(m.update_config(|c| c.end_call_bias = f64::NAN).is_err());
+    assert!(m.update_config(|c| c.extra_call_bias = 51.0).is_err());
+}
+
 /// A compact model file keeps its int8 word table as int8 in memory; the
 /// outputs equal those of the same file fully dequantized to f32.
 #[test]

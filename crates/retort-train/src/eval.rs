@@ -1,6 +1,6 @@
 //! Exact-call accuracy and confidence calibration.
 
-use retort_core::{Call, CallOptions, Example};
+use retort_core::{Call, CallOptions, Category, Example};
 use retort_model::model::{TEMPERATURES, greedy};
 use retort_model::net::{Net, Params};
 use retort_model::render::Tok;
@@ -71,9 +71,26 @@ pub struct EvalReport {
     pub failures: usize,
     pub outcomes: Vec<Outcome>,
     pub millis: f64,
+    /// Exact calls and examples per shape of the gold answer.
+    pub by_category: std::collections::BTreeMap<Category, (usize, usize)>,
 }
 
 impl EvalReport {
+    /// `single 40/100 (40.0%), multiple_choice ...`: exact calls per shape.
+    pub fn category_summary(&self) -> String {
+        self.by_category
+            .iter()
+            .map(|(c, &(ok, n))| {
+                format!(
+                    "{} {ok}/{n} ({:.1}%)",
+                    c.as_str(),
+                    100.0 * ok as f64 / n.max(1) as f64
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn accuracy(&self) -> f64 {
         if self.n == 0 {
             0.0
@@ -92,6 +109,8 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
     let cache = retort_model::cache::ToolCache::new(retort_model::model::DEFAULT_TOOL_CACHE_BYTES);
     for ex in examples {
         rep.n += 1;
+        let tally = rep.by_category.entry(ex.category()).or_default();
+        tally.1 += 1;
         match greedy(
             net,
             params,
@@ -105,6 +124,7 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
             Ok(d) => {
                 let ok = calls_match(&d.calls, &ex.calls);
                 rep.exact += ok as usize;
+                tally.0 += ok as usize;
                 rep.outcomes.push(Outcome {
                     correct: ok,
                     logp: d.logp,

@@ -878,18 +878,7 @@ pub fn evaluate_and_export(
     decoding: DecodingOverrides,
 ) -> Result<(eval::EvalReport, eval::Calibration), TrainError> {
     let mut model = retort_model::Model::load(model_dir)?;
-    if let Some(b) = decoding.copy_bias {
-        model.set_copy_bias(b)?;
-    }
-    if let Some(c) = decoding.contiguous_copy {
-        model.set_contiguous_copy(c);
-    }
-    if let Some(c) = decoding.whole_word_copy {
-        model.set_whole_word_copy(c);
-    }
-    if let Some(b) = decoding.refusal_bias {
-        model.set_refusal_bias(b)?;
-    }
+    model.update_config(|c| decoding.apply(c))?;
     let (mut ex, _) = data::load_jsonl(val)?;
     if let Some(n) = limit {
         ex.truncate(n);
@@ -920,6 +909,31 @@ pub struct DecodingOverrides {
     pub contiguous_copy: Option<bool>,
     pub whole_word_copy: Option<bool>,
     pub refusal_bias: Option<f64>,
+    pub extra_call_bias: Option<f64>,
+    pub end_call_bias: Option<f64>,
+    pub query_copies_only: Option<bool>,
+}
+
+impl DecodingOverrides {
+    /// Write the settings that are given into `cfg`.
+    pub fn apply(&self, cfg: &mut retort_model::ModelConfig) {
+        let DecodingOverrides {
+            copy_bias,
+            contiguous_copy,
+            whole_word_copy,
+            refusal_bias,
+            extra_call_bias,
+            end_call_bias,
+            query_copies_only,
+        } = *self;
+        cfg.copy_bias = copy_bias.unwrap_or(cfg.copy_bias);
+        cfg.contiguous_copy = contiguous_copy.unwrap_or(cfg.contiguous_copy);
+        cfg.whole_word_copy = whole_word_copy.unwrap_or(cfg.whole_word_copy);
+        cfg.refusal_bias = refusal_bias.unwrap_or(cfg.refusal_bias);
+        cfg.extra_call_bias = extra_call_bias.unwrap_or(cfg.extra_call_bias);
+        cfg.end_call_bias = end_call_bias.unwrap_or(cfg.end_call_bias);
+        cfg.query_copies_only = query_copies_only.unwrap_or(cfg.query_copies_only);
+    }
 }
 
 /// Call `f` on Ctrl-C / SIGTERM (the trainer then checkpoints and stops).

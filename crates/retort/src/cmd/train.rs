@@ -124,6 +124,22 @@ pub struct TrainArgs {
     /// Tune it on validation data only.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     refusal_bias: Option<f64>,
+    /// With --export/--eval-only: decode with this logit added to stopping
+    /// after the first call; positive makes further (parallel) calls rarer.
+    /// Stored in the exported config. Tune it on validation data only.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    extra_call_bias: Option<f64>,
+    /// With --export/--eval-only: decode with this logit added to ending a
+    /// call once its required parameters are given; positive leaves
+    /// optional parameters out more often. Stored in the exported config.
+    /// Tune it on validation data only.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    end_call_bias: Option<f64>,
+    /// With --export/--eval-only: decode with the query-copies-only rule on
+    /// or off (values that are not enum members copy pieces from the query
+    /// only, never from the tools' text); stored in the exported config.
+    #[arg(long, value_name = "BOOL")]
+    query_copies_only: Option<bool>,
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
@@ -145,6 +161,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 contiguous_copy: a.contiguous_copy,
                 whole_word_copy: a.whole_word_copy,
                 refusal_bias: a.refusal_bias,
+                extra_call_bias: a.extra_call_bias,
+                end_call_bias: a.end_call_bias,
+                query_copies_only: a.query_copies_only,
             },
         )?;
         println!(
@@ -156,6 +175,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             rep.failures,
             rep.millis / rep.n.max(1) as f64
         );
+        println!("by gold shape: {}", rep.category_summary());
         println!(
             "confidence: temperature {} (ECE {:.4} -> {:.4}, log loss {:.4} -> {:.4})",
             cal.temperature, cal.ece_before, cal.ece_after, cal.nll_before, cal.nll_after
