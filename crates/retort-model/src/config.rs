@@ -83,6 +83,12 @@ pub struct ModelConfig {
     /// words are not argument values). Chosen on validation data.
     #[serde(default)]
     pub query_copies_only: bool,
+    /// After decoding, a further call of a function already called is kept
+    /// only if it copies some query position that no earlier call of that
+    /// function copied (a repeat must be about something new). Chosen on
+    /// validation data.
+    #[serde(default)]
+    pub novel_repeat_calls: bool,
 }
 
 impl ModelConfig {
@@ -113,6 +119,7 @@ impl ModelConfig {
             extra_call_bias: 0.0,
             end_call_bias: 0.0,
             query_copies_only: false,
+            novel_repeat_calls: false,
         }
     }
 
@@ -143,6 +150,7 @@ impl ModelConfig {
             extra_call_bias: 0.0,
             end_call_bias: 0.0,
             query_copies_only: false,
+            novel_repeat_calls: false,
         }
     }
 

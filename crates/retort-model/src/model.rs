@@ -367,6 +367,8 @@ pub fn greedy(
     let mut last_copy: Option<usize> = None;
     let mut used_in_call: Vec<usize> = Vec::new();
     let mut cur_value: Vec<usize> = Vec::new();
+    // The query positions each finished call copied, in call order.
+    let mut call_copies: Vec<Vec<usize>> = Vec::new();
     let mut steps = 0;
     while !g.is_done() && steps < max_steps {
         // Feed the newest input; earlier steps live in `dec`.
@@ -543,6 +545,9 @@ pub fn greedy(
                 used_in_call.append(&mut cur_value)
             }
             Choice::Action(action::END_CALL) | Choice::Function(_) => {
+                if choice == Choice::Action(action::END_CALL) {
+                    call_copies.push(used_in_call.clone());
+                }
                 used_in_call.clear();
                 cur_value.clear();
             }
@@ -568,13 +573,11 @@ pub fn greedy(
         "decoded"
     );
     // A decoding cut short keeps only its finished calls.
-    let mut calls: Vec<Call> = Vec::new();
-    // An exact repeat of an earlier call adds nothing: keep the first.
-    for c in std::mem::take(&mut g.calls) {
-        if !calls.contains(&c) {
-            calls.push(c);
-        }
-    }
+    let calls = drop_repeats(
+        std::mem::take(&mut g.calls),
+        &call_copies,
+        cfg.novel_repeat_calls,
+    );
     let _ = matches!(g.state, State::Done);
     let calls = repair_calls(calls, tools);
     retort_core::validate_all(&calls, tools)
@@ -656,6 +659,37 @@ fn alnum(x: &str) -> bool {
 
 fn connector(x: &str) -> bool {
     matches!(x, "." | "-" | "/" | ":" | "_")
+}
+
+/// Drop calls that add nothing: an exact repeat of an earlier call, and,
+/// with `novel` (`ModelConfig::novel_repeat_calls`), a further call of a
+/// function already called that copies no query position (`copies[i]`:
+/// the positions call `i` copied) that an earlier kept call of it did not.
+fn drop_repeats(decoded: Vec<Call>, copies: &[Vec<usize>], novel: bool) -> Vec<Call> {
+    let mut calls: Vec<Call> = Vec::new();
+    let mut kept_copies: Vec<&[usize]> = Vec::new();
+    for (i, c) in decoded.into_iter().enumerate() {
+        if calls.contains(&c) {
+            continue;
+        }
+        let mine: &[usize] = copies.get(i).map_or(&[], |v| v.as_slice());
+        if novel {
+            let mut earlier = calls
+                .iter()
+                .zip(&kept_copies)
+                .filter(|(k, _)| k.name == c.name)
+                .peekable();
+            if earlier.peek().is_some() {
+                let seen: Vec<usize> = earlier.flat_map(|(_, p)| p.iter().copied()).collect();
+                if mine.iter().all(|p| seen.contains(p)) {
+                    continue;
+                }
+            }
+        }
+        calls.push(c);
+        kept_copies.push(mine);
+    }
+    calls
 }
 
 /// A copied value that ends at query piece `p` would cut a word: the next
@@ -775,6 +809,33 @@ mod repair_tests {
     use super::*;
     use retort_core::ToolFormat;
     use serde_json::json;
+
+    #[test]
+    fn repeats_that_copy_nothing_new_are_dropped() {
+        let call = |v: serde_json::Value| -> Call { serde_json::from_value(v).expect("call") };
+        let decoded = vec![
+            call(json!({"name": "hcf", "arguments": {"a": 36, "b": 24}})),
+            // The same query numbers swapped: nothing new.
+            call(json!({"name": "hcf", "arguments": {"a": 24, "b": 36}})),
+            // A new query number: a real second call.
+            call(json!({"name": "hcf", "arguments": {"a": 36, "b": 60}})),
+            // Another function may use the same values.
+            call(json!({"name": "lcm", "arguments": {"a": 36, "b": 24}})),
+            call(json!({"name": "hcf", "arguments": {"a": 36, "b": 24}})),
+        ];
+        let copies = vec![vec![3, 5], vec![5, 3], vec![3, 8], vec![3, 5], vec![3, 5]];
+        let names = |cs: &[Call]| -> Vec<serde_json::Value> {
+            cs.iter().map(|c| json!([c.name, c.arguments])).collect()
+        };
+        let novel = drop_repeats(decoded.clone(), &copies, true);
+        assert_eq!(
+            names(&novel),
+            names(&[decoded[0].clone(), decoded[2].clone(), decoded[3].clone()])
+        );
+        // Without the rule only exact repeats go.
+        let all = drop_repeats(decoded.clone(), &copies, false);
+        assert_eq!(names(&all), names(&decoded[..4]));
+    }
 
     #[test]
     fn repair_keeps_valid_drops_bad_optional_and_bad_required() {

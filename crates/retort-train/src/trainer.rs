@@ -912,6 +912,7 @@ pub struct DecodingOverrides {
     pub extra_call_bias: Option<f64>,
     pub end_call_bias: Option<f64>,
     pub query_copies_only: Option<bool>,
+    pub novel_repeat_calls: Option<bool>,
 }
 
 impl DecodingOverrides {
@@ -925,6 +926,7 @@ impl DecodingOverrides {
             extra_call_bias,
             end_call_bias,
             query_copies_only,
+            novel_repeat_calls,
         } = *self;
         cfg.copy_bias = copy_bias.unwrap_or(cfg.copy_bias);
         cfg.contiguous_copy = contiguous_copy.unwrap_or(cfg.contiguous_copy);
@@ -933,6 +935,7 @@ impl DecodingOverrides {
         cfg.extra_call_bias = extra_call_bias.unwrap_or(cfg.extra_call_bias);
         cfg.end_call_bias = end_call_bias.unwrap_or(cfg.end_call_bias);
         cfg.query_copies_only = query_copies_only.unwrap_or(cfg.query_copies_only);
+        cfg.novel_repeat_calls = novel_repeat_calls.unwrap_or(cfg.novel_repeat_calls);
     }
 }
 

@@ -25,7 +25,7 @@ enum Command {
     /// Ask a live teacher (Gemini or an OpenAI-compatible API) for examples.
     Distill(cmd::distill::DistillArgs),
     /// Train the student by distillation.
-    Train(cmd::train::TrainArgs),
+    Train(Box<cmd::train::TrainArgs>),
     /// Evaluate a model.
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
@@ -50,7 +50,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
         Command::Distill(a) => cmd::distill::run(a),
-        Command::Train(a) => cmd::train::run(a),
+        Command::Train(a) => cmd::train::run(*a),
         Command::Eval(c) => cmd::eval::run(c),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Serve(a) => cmd::serve::run(a),

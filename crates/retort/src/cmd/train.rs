@@ -140,6 +140,12 @@ pub struct TrainArgs {
     /// only, never from the tools' text); stored in the exported config.
     #[arg(long, value_name = "BOOL")]
     query_copies_only: Option<bool>,
+    /// With --export/--eval-only: decode with the novel-repeat rule on or
+    /// off (a further call of an already called function is kept only if it
+    /// copies query text no earlier call of it copied); stored in the
+    /// exported config.
+    #[arg(long, value_name = "BOOL")]
+    novel_repeat_calls: Option<bool>,
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
@@ -164,6 +170,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 extra_call_bias: a.extra_call_bias,
                 end_call_bias: a.end_call_bias,
                 query_copies_only: a.query_copies_only,
+                novel_repeat_calls: a.novel_repeat_calls,
             },
         )?;
         println!(
