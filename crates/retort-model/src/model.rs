@@ -183,30 +183,6 @@ impl Model {
         })
     }
 
-    /// Set the decoding bias towards copying values from the query
-    /// (`ModelConfig::copy_bias`).
-    pub fn set_copy_bias(&mut self, bias: f64) -> Result<(), ModelError> {
-        self.update_config(|c| c.copy_bias = bias)
-    }
-
-    /// Turn the contiguous-copy rule of decoding on or off
-    /// (`ModelConfig::contiguous_copy`).
-    pub fn set_contiguous_copy(&mut self, on: bool) {
-        // A boolean cannot break the config's invariants.
-        let _ = self.update_config(|c| c.contiguous_copy = on);
-    }
-
-    /// Set the decoding bias on refusing (`ModelConfig::refusal_bias`).
-    pub fn set_refusal_bias(&mut self, bias: f64) -> Result<(), ModelError> {
-        self.update_config(|c| c.refusal_bias = bias)
-    }
-
-    /// Turn the whole-word copy rule of decoding on or off
-    /// (`ModelConfig::whole_word_copy`).
-    pub fn set_whole_word_copy(&mut self, on: bool) {
-        let _ = self.update_config(|c| c.whole_word_copy = on);
-    }
-
     /// Change the configuration (the model's and the network's copy alike),
     /// e.g. its decoding settings; a change that breaks its invariants is
     /// refused and changes nothing.
@@ -544,10 +520,11 @@ pub fn greedy(
             Choice::Action(action::END_VAL | action::NEXT_ELEM) => {
                 used_in_call.append(&mut cur_value)
             }
-            Choice::Action(action::END_CALL) | Choice::Function(_) => {
-                if choice == Choice::Action(action::END_CALL) {
-                    call_copies.push(used_in_call.clone());
-                }
+            Choice::Action(action::END_CALL) => {
+                call_copies.push(std::mem::take(&mut used_in_call));
+                cur_value.clear();
+            }
+            Choice::Function(_) => {
                 used_in_call.clear();
                 cur_value.clear();
             }

@@ -394,7 +394,7 @@ fn copy_bias_prefers_query_pieces() {
     let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
     let host = HostParams::init(&Layout::new(&cfg), 21);
     let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    m.set_copy_bias(40.0).expect("bias");
+    m.update_config(|c| c.copy_bias = 40.0).expect("bias");
     let q = "What is the weather in Reykjavik today?";
     let opts = CallOptions {
         require_call: true,
@@ -409,7 +409,7 @@ fn copy_bias_prefers_query_pieces() {
     // With contiguous copies the value starts as one span of the query
     // (once the span cannot go on, this random network may append
     // generated pieces).
-    m.set_contiguous_copy(true);
+    m.update_config(|c| c.contiguous_copy = true).expect("rule");
     let d = m.predict(q, &weather_tools(), &opts).expect("predict");
     retort_core::validate_all(&d.calls, &weather_tools()).expect("valid");
     let city = d.calls[0].arguments["city"].as_str().expect("string");
@@ -418,7 +418,7 @@ fn copy_bias_prefers_query_pieces() {
             .any(|w| city.starts_with(w.trim_end_matches('?'))),
         "{city:?}"
     );
-    assert!(m.set_copy_bias(f64::NAN).is_err());
+    assert!(m.update_config(|c| c.copy_bias = f64::NAN).is_err());
 }
 
 /// With the whole-word rule, copied values start and end on word
@@ -430,9 +430,9 @@ fn whole_word_copies_keep_words_intact() {
     let cfg = ModelConfig::tiny(vec![1012]);
     let host = HostParams::init(&Layout::new(&cfg), 21);
     let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    m.set_copy_bias(40.0).expect("bias");
-    m.set_contiguous_copy(true);
-    m.set_whole_word_copy(true);
+    m.update_config(|c| c.copy_bias = 40.0).expect("bias");
+    m.update_config(|c| c.contiguous_copy = true).expect("rule");
+    m.update_config(|c| c.whole_word_copy = true).expect("rule");
     let opts = CallOptions {
         require_call: true,
         ..Default::default()
