@@ -394,64 +394,49 @@ pub fn greedy(
         // Coverage: a query position copied by an earlier argument of this
         // call is not copied again (the same word piece stays available
         // from other positions and the generation vocabulary).
-        let fresh: Vec<(usize, Choice)> = allowed
-            .iter()
-            .copied()
-            .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(p)) if used_in_call.contains(p)))
-            .collect();
-        let allowed = if fresh.is_empty() { allowed } else { fresh };
+        let allowed = narrow(
+            allowed,
+            |c| !matches!(c, Choice::Token(_, Some(p)) if used_in_call.contains(&p)),
+        );
         // Query copies only: a value that is not an enum member copies
         // pieces from the query, not from the tools' names or descriptions.
         let allowed = match &g.state {
-            State::InValue { v, .. } if cfg.query_copies_only && !v.is_enum() => {
-                let kept: Vec<(usize, Choice)> = allowed
-                    .iter()
-                    .copied()
-                    .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(p)) if r.segs.get(*p) != Some(&0)))
-                    .collect();
-                if kept.is_empty() { allowed } else { kept }
-            }
+            State::InValue { v, .. } if cfg.query_copies_only && !v.is_enum() => narrow(
+                allowed,
+                |c| !matches!(c, Choice::Token(_, Some(p)) if r.segs.get(p) != Some(&0)),
+            ),
             _ => allowed,
         };
         // Contiguous copies: right after a piece copied from position p,
         // another copied piece of the same value must come from p + 1 (a
         // value is one span of the query, not pieces from here and there).
         let allowed = match last_copy {
-            Some(p) if cfg.contiguous_copy => {
-                let kept: Vec<(usize, Choice)> = allowed
-                    .iter()
-                    .copied()
-                    .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(q)) if *q != p + 1))
-                    .collect();
-                if kept.is_empty() { allowed } else { kept }
-            }
+            Some(p) if cfg.contiguous_copy => narrow(
+                allowed,
+                |c| !matches!(c, Choice::Token(_, Some(q)) if q != p + 1),
+            ),
             _ => allowed,
         };
         // Whole words: inside a word the next piece of that word is the only
         // copy and the value cannot end; a run of copies (at the start of a
         // value or after a generated piece) does not start mid-word.
         let allowed = if cfg.whole_word_copy {
-            let kept: Vec<(usize, Choice)> = match last_copy {
-                Some(p) if continues_word(&r, tok, p) => allowed
-                    .iter()
-                    .copied()
-                    .filter(|(_, c)| matches!(c, Choice::Token(_, Some(q)) if *q == p + 1))
-                    .collect(),
-                None => allowed
-                    .iter()
-                    .copied()
-                    .filter(|(_, c)| !matches!(c, Choice::Token(_, Some(q)) if starts_mid_word(&r, tok, *q)))
-                    .collect(),
+            match last_copy {
+                Some(p) if continues_word(&r, tok, p) => narrow(
+                    allowed,
+                    |c| matches!(c, Choice::Token(_, Some(q)) if q == p + 1),
+                ),
+                None => narrow(
+                    allowed,
+                    |c| !matches!(c, Choice::Token(_, Some(q)) if starts_mid_word(&r, tok, q)),
+                ),
                 // A copied number is not extended by generated digits
                 // ("1000" + "##0").
-                Some(_) if numeric_value(&g) => allowed
-                    .iter()
-                    .copied()
-                    .filter(|(_, c)| !matches!(c, Choice::Token(_, None)))
-                    .collect(),
-                _ => allowed.clone(),
-            };
-            if kept.is_empty() { allowed } else { kept }
+                Some(_) if numeric_value(&g) => {
+                    narrow(allowed, |c| !matches!(c, Choice::Token(_, None)))
+                }
+                _ => allowed,
+            }
         } else {
             allowed
         };
@@ -636,6 +621,13 @@ fn alnum(x: &str) -> bool {
 
 fn connector(x: &str) -> bool {
     matches!(x, "." | "-" | "/" | ":" | "_")
+}
+
+/// The allowed choices that `keep` accepts, or all of them when it accepts
+/// none (a decoding rule narrows the choice, it never empties it).
+fn narrow(allowed: Vec<(usize, Choice)>, keep: impl Fn(Choice) -> bool) -> Vec<(usize, Choice)> {
+    let kept: Vec<(usize, Choice)> = allowed.iter().copied().filter(|(_, c)| keep(*c)).collect();
+    if kept.is_empty() { allowed } else { kept }
 }
 
 /// Drop calls that add nothing: an exact repeat of an earlier call, and,
