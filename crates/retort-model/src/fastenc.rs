@@ -8,7 +8,8 @@
 //! and everything else runs as plain loops over host vectors. Tests hold it
 //! to [`Net::encode_with_blocks_reference`].
 
-use burn::tensor::{Device, Tensor, TensorData, activation};
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 use crate::error::ModelError;
 use crate::net::{Lin, Ln, Net, Params, ToolBlock};
@@ -73,7 +74,8 @@ fn layer_norm(p: &Params, l: Ln, x: &mut [f32], d: usize, eps: f64) -> Result<()
 
 /// Dot product with eight partial sums, so the compiler vectorises it (a
 /// plain `sum()` must keep the sequential order and stays scalar).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let ca = a.chunks_exact(8);
     let cb = b.chunks_exact(8);
@@ -89,6 +91,55 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// `e^x` in f32 arithmetic that the compiler can vectorise (no library
+/// call): `2^k · e^r` with `|r| <= ln2/2` and a degree-6 Taylor polynomial
+/// (relative error below 2e-7 over the clamped range [-87, 88]).
+#[inline(always)]
+pub(crate) fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.0, 88.0);
+    // Round to nearest by adding and removing 1.5·2^23 (`round()` is a
+    // library call on baseline x86-64, which would stop vectorisation).
+    const MAGIC: f32 = 12_582_912.0;
+    let k = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // k is in [-126, 127], so the biased exponent is a normal number's.
+    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+}
+
+/// The error function, Abramowitz and Stegun 7.1.26 (absolute error below
+/// 1.5e-7), branch-free so that it vectorises.
+#[inline(always)]
+pub(crate) fn fast_erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    (1.0 - poly * fast_exp(-a * a)).copysign(x)
+}
+
+/// Exact (erf) GELU in place, `0.5·x·(1 + erf(x/√2))` as burn's `gelu`,
+/// split over the thread pool for long inputs.
+pub(crate) fn gelu_in_place(xs: &mut [f32]) {
+    let f = |c: &mut [f32]| {
+        for v in c.iter_mut() {
+            *v = 0.5 * *v * (1.0 + fast_erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    };
+    if xs.len() >= 32_768 {
+        xs.par_chunks_mut(8_192).for_each(f);
+    } else {
+        f(xs);
+    }
 }
 
 /// Multi-head attention of the `q` query rows over their own keys and
@@ -111,36 +162,48 @@ fn attention(
         }
     }
     let total: usize = sources.iter().map(|s| s.2).sum();
-    let mut ctx = vec![0f32; q * d];
-    let mut scores = vec![0f32; total];
-    for h in 0..heads {
-        let hs = h * dh..(h + 1) * dh;
-        for i in 0..q {
-            let qi = &qm[i * d..][hs.clone()];
-            let mut at = 0;
-            for (k, _, n) in &sources {
-                for j in 0..*n {
-                    scores[at] = dot(qi, &k[j * d..][hs.clone()]) * scale;
-                    at += 1;
+    // One head per task: its context columns for every query row.
+    let per_head: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|h| {
+            let hs = h * dh..(h + 1) * dh;
+            let mut out = vec![0f32; q * dh];
+            let mut scores = vec![0f32; total];
+            for i in 0..q {
+                let qi = &qm[i * d..][hs.clone()];
+                let mut at = 0;
+                for (k, _, n) in &sources {
+                    for j in 0..*n {
+                        scores[at] = dot(qi, &k[j * d..][hs.clone()]) * scale;
+                        at += 1;
+                    }
                 }
-            }
-            let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - m).exp();
-                sum += *s;
-            }
-            let out = &mut ctx[i * d..][hs.clone()];
-            let mut at = 0;
-            for (_, v, n) in &sources {
-                for j in 0..*n {
-                    let w = scores[at] / sum;
-                    at += 1;
-                    for (o, vj) in out.iter_mut().zip(&v[j * d..][hs.clone()]) {
-                        *o += w * vj;
+                let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for s in scores.iter_mut() {
+                    *s = fast_exp(*s - m);
+                    sum += *s;
+                }
+                let inv = 1.0 / sum;
+                let o = &mut out[i * dh..(i + 1) * dh];
+                let mut at = 0;
+                for (_, v, n) in &sources {
+                    for j in 0..*n {
+                        let w = scores[at] * inv;
+                        at += 1;
+                        for (oj, vj) in o.iter_mut().zip(&v[j * d..][hs.clone()]) {
+                            *oj += w * vj;
+                        }
                     }
                 }
             }
+            out
+        })
+        .collect();
+    let mut ctx = vec![0f32; q * d];
+    for (h, out) in per_head.iter().enumerate() {
+        for i in 0..q {
+            ctx[i * d + h * dh..i * d + (h + 1) * dh].copy_from_slice(&out[i * dh..(i + 1) * dh]);
         }
     }
     ctx
@@ -154,10 +217,48 @@ pub fn query_pass(
     blocks: &[&ToolBlock],
     device: &Device,
 ) -> Result<Tensor<3>, ModelError> {
+    let x = host3(net.embed_block(p, query_ids, 0, 0, device))?;
+    let q = query_ids.len().max(1);
+    let x = layers(net, p, x, q, blocks, device)?;
+    Ok(Tensor::from_data(
+        TensorData::new(x, [1, q, net.cfg.hidden]),
+        device,
+    ))
+}
+
+/// Full-attention encoding of one unpadded row (`segs[j]` is token `j`'s
+/// segment, positions run from 0): the same states as [`Net::encode`]
+/// without the block mask, `[1, n, D]`. This is the request path of models
+/// trained without the block mask, where burn's per-operation cost was
+/// about half of the encoder's time at BFCL-simple lengths.
+pub fn full_pass(
+    net: &Net,
+    p: &Params,
+    ids: &[u32],
+    segs: &[u32],
+    device: &Device,
+) -> Result<Tensor<3>, ModelError> {
+    let n = ids.len().max(1);
+    let x = host3(net.embed_tokens(p, ids, segs, device))?;
+    let x = layers(net, p, x, n, &[], device)?;
+    Ok(Tensor::from_data(
+        TensorData::new(x, [1, n, net.cfg.hidden]),
+        device,
+    ))
+}
+
+/// The encoder layers over `q` embedded rows `x` (`[q, D]`, row-major)
+/// that attend to themselves and to every cached block.
+fn layers(
+    net: &Net,
+    p: &Params,
+    mut x: Vec<f32>,
+    q: usize,
+    blocks: &[&ToolBlock],
+    device: &Device,
+) -> Result<Vec<f32>, ModelError> {
     let c = &net.cfg;
     let d = c.hidden;
-    let q = query_ids.len().max(1);
-    let mut x = host3(net.embed_block(p, query_ids, 0, 0, device))?;
     for (li, layer) in net.layout.enc.iter().enumerate() {
         let qm = linear(p, layer.attn.q, &x, q, device)?;
         let km = linear(p, layer.attn.k, &x, q, device)?;
@@ -168,21 +269,51 @@ pub fn query_pass(
             *xi += ai;
         }
         layer_norm(p, layer.ln1, &mut x, d, c.layer_norm_eps)?;
-        let hidden = activation::gelu(
-            upload(&x, q, d, device).matmul(p.get(layer.ff1.w)) + p.get(layer.ff1.b),
-        );
-        let f = p.get(layer.ff2.w);
-        let mut fo = host2(hidden.matmul(f))?;
-        let b2 = host2(p.get(layer.ff2.b))?;
-        for row in fo.chunks_mut(d) {
-            for (v, bj) in row.iter_mut().zip(&b2) {
-                *v += bj;
-            }
-        }
+        let mut hidden = linear(p, layer.ff1, &x, q, device)?;
+        gelu_in_place(&mut hidden);
+        let fo = linear(p, layer.ff2, &hidden, q, device)?;
         for (xi, fi) in x.iter_mut().zip(&fo) {
             *xi += fi;
         }
         layer_norm(p, layer.ln2, &mut x, d, c.layer_norm_eps)?;
     }
-    Ok(Tensor::from_data(TensorData::new(x, [1, q, d]), device))
+    Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_matches_std_exp() {
+        let mut worst = 0f32;
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let (a, b) = (fast_exp(x), x.exp());
+            worst = worst.max(((a - b) / b).abs());
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        // Far outside the range: clamped, finite, and the right side of 1.
+        assert!(fast_exp(-1.0e4) >= 0.0 && fast_exp(-1.0e4) < 1e-37);
+        assert!(fast_exp(1.0e4).is_finite());
+    }
+
+    #[test]
+    fn gelu_matches_the_erf_definition() {
+        let mut xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 400.0).collect();
+        let want: Vec<f32> = xs
+            .iter()
+            .map(|&x| 0.5 * x * (1.0 + libm::erff(x / std::f32::consts::SQRT_2)))
+            .collect();
+        // Long enough for the parallel path.
+        xs.extend(std::iter::repeat_n(1.5f32, 40_000));
+        gelu_in_place(&mut xs);
+        for (i, (a, b)) in xs.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() < 1e-6, "x #{i}: {a} vs {b}");
+        }
+        let g15 = 0.5 * 1.5 * (1.0 + libm::erff(1.5 / std::f32::consts::SQRT_2));
+        assert!(xs[8001..].iter().all(|v| (v - g15).abs() < 1e-6));
+        assert!(fast_erf(0.0).abs() < 1e-6);
+        assert!((fast_erf(-30.0) + 1.0).abs() < 1e-6);
+    }
 }

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fastdec;
 pub mod fastenc;
 pub mod grammar;
 pub mod model;

@@ -10,6 +10,7 @@ use retort_core::{Call, CallOptions, CallerError, Prediction, Tool, ToolCaller};
 use crate::cache::ToolCache;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::fastdec::{HostDecoder, HostPrepared};
 use crate::grammar::{Choice, Grammar, State};
 use crate::net::{EncBatch, HostParams, Net, Params, action, kind};
 use crate::render::{RenderLimits, Tok, render};
@@ -45,6 +46,8 @@ pub struct Model {
     tokenizer_json: Vec<u8>,
     /// Encodings of recently seen tools (used when `cfg.block_mask`).
     pub tool_cache: ToolCache,
+    /// The decoder's weights on the host, for fast greedy steps.
+    host_dec: HostDecoder,
 }
 
 /// Default size of the tool-encoding cache: about 50 BFCL-sized tools.
@@ -172,6 +175,7 @@ impl Model {
                 cfg.vocab_size
             )));
         }
+        let host_dec = HostDecoder::new(&net, &params)?;
         Ok(Model {
             cfg,
             net,
@@ -180,6 +184,7 @@ impl Model {
             device,
             tokenizer_json: tokenizer.to_vec(),
             tool_cache: ToolCache::new(DEFAULT_TOOL_CACHE_BYTES),
+            host_dec,
         })
     }
 
@@ -234,6 +239,7 @@ impl Model {
             opts,
             &self.device,
             Some(&self.tool_cache),
+            Some(&self.host_dec),
         )
     }
 }
@@ -288,6 +294,13 @@ fn encode_request(
             let enc = net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device)?;
             Ok((enc, pad_bias))
         }
+        _ if !cfg.block_mask => {
+            // One unpadded row: no padding bias inside the encoder, and the
+            // hand-written pass (parity-tested against `Net::encode`).
+            let pad_bias = EncBatch::new(&rows, tok.pad, device).pad_bias;
+            let enc = crate::fastenc::full_pass(net, params, &r.ids, &r.segs, device)?;
+            Ok((enc, pad_bias))
+        }
         _ => {
             let enc_in = EncBatch::for_config(cfg, &rows, tok.pad, tok.sep, device);
             Ok((net.encode(params, &enc_in), enc_in.pad_bias))
@@ -295,8 +308,17 @@ fn encode_request(
     }
 }
 
+/// Where decoder steps run.
+enum Stepper<'a> {
+    Host(Box<HostPrepared<'a>>),
+    Burn(crate::net::DecState),
+}
+
 /// Schema-constrained greedy decoding of one request. `cache`: tool
 /// encodings to reuse (block-masked models only; `None` encodes everything).
+/// `fast`: the decoder's weights on the host, for hand-written decoder
+/// steps (the same logits as burn's within float rounding; `None` decodes
+/// with burn operations).
 #[allow(clippy::too_many_arguments)]
 pub fn greedy(
     net: &Net,
@@ -307,6 +329,7 @@ pub fn greedy(
     opts: &CallOptions,
     device: &Device,
     cache: Option<&ToolCache>,
+    fast: Option<&HostDecoder>,
 ) -> Result<Decoded, ModelError> {
     let cfg = &net.cfg;
     if let Some(f) = &opts.force_function
@@ -337,7 +360,10 @@ pub fn greedy(
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
-    let mut dec = net.start_decoding();
+    let mut stepper = match fast {
+        Some(hd) => Stepper::Host(Box::new(hd.prepare(net, params, &prep)?)),
+        None => Stepper::Burn(net.start_decoding()),
+    };
     let mut logp = vec![0f64; TEMPERATURES.len()];
     let mut logp_cfg = 0f64;
     let mut last_copy: Option<usize> = None;
@@ -349,11 +375,14 @@ pub fn greedy(
     while !g.is_done() && steps < max_steps {
         // Feed the newest input; earlier steps live in `dec`.
         let Some(&newest) = inputs.last() else { break };
-        let last: Tensor<3> = net.decode_step(params, &prep, &mut dec, newest);
-        let mut z = last
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| ModelError::Weights(format!("{e:?}")))?;
+        let mut z = match &mut stepper {
+            Stepper::Host(hp) => hp.step(newest)?,
+            Stepper::Burn(dec) => net
+                .decode_step(params, &prep, dec, newest)
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| ModelError::Weights(format!("{e:?}")))?,
+        };
         if cfg.copy_bias != 0.0 {
             // Query positions are only ever value copies (names and enum
             // members are pointed at in the tool segment).

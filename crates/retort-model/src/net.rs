@@ -920,6 +920,31 @@ impl Net {
         ln3(p, l.emb_ln, h, c.layer_norm_eps)
     }
 
+    /// Embeddings of one unpadded row with per-token segments and positions
+    /// from 0 (what [`Net::encode`] embeds without the block mask).
+    pub(crate) fn embed_tokens(
+        &self,
+        p: &Params,
+        ids: &[u32],
+        segs: &[u32],
+        device: &Device,
+    ) -> Tensor<3> {
+        let l = &self.layout;
+        let c = &self.cfg;
+        let n = ids.len().max(1);
+        let mut idv: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
+        idv.resize(n, 0);
+        let posv: Vec<i64> = (0..n).map(|j| j.min(c.max_positions - 1) as i64).collect();
+        let segv: Vec<i64> = (0..n)
+            .map(|j| segs.get(j).copied().unwrap_or(0) as i64)
+            .collect();
+        let t = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, n]), device);
+        let h = self.embed_words(p, t(idv))
+            + embed(p.get(l.pos), t(posv))
+            + embed(p.get(l.typ), t(segv));
+        ln3(p, l.emb_ln, h, c.layer_norm_eps)
+    }
+
     /// One encoder layer over `h`, attending to its own keys and values plus
     /// `extra` (keys and values of other blocks, `[1, H, n, dh]`). Returns
     /// the new states and this block's own keys and values.

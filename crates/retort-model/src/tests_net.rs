@@ -288,6 +288,52 @@ fn block_mask_isolates_tool_encodings() {
 /// The cached-tool path (tools encoded one by one, the query against them)
 /// gives the joint block-masked encoding.
 #[test]
+fn hand_written_full_pass_matches_the_encoder() {
+    let mut cfg = ModelConfig::tiny(vec![1012]);
+    cfg.block_mask = false;
+    cfg.enc_layers = 2;
+    let device = Device::flex();
+    let net = Net::new(cfg.clone(), &device).expect("net");
+    let host = HostParams::init(&net.layout, 5);
+    let p = host.to_device(&net.layout, &device, None);
+    let sep = 102u32;
+    let ids = vec![
+        101u32, 7592, 2088, 2003, sep, 2000, 2001, 2002, sep, 3000, 3001, sep,
+    ];
+    let mut segs = vec![0u32; 5];
+    segs.resize(ids.len(), 1);
+    let x = EncBatch::for_config(&cfg, &[(&ids, &segs)], 0, sep, &device);
+    let burn_path = net
+        .encode(&p, &x)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
+    let fast = crate::fastenc::full_pass(&net, &p, &ids, &segs, &device)
+        .expect("fast")
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
+    assert_eq!(burn_path.len(), fast.len());
+    let mut worst = 0f32;
+    for (a, b) in burn_path.iter().zip(&fast) {
+        worst = worst.max((a - b).abs());
+    }
+    assert!(worst < 1e-4, "largest difference {worst}");
+    // The segments matter: the same ids as one segment encode differently.
+    let same_seg = crate::fastenc::full_pass(&net, &p, &ids, &[0; 12], &device)
+        .expect("fast")
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
+    assert!(
+        same_seg
+            .iter()
+            .zip(&fast)
+            .any(|(a, b)| (a - b).abs() > 1e-3)
+    );
+}
+
+#[test]
 fn tool_blocks_match_joint_block_encoding() {
     let mut cfg = ModelConfig::tiny(vec![1012]);
     cfg.block_mask = true;
@@ -367,6 +413,8 @@ fn incremental_decoding_matches_full_prefix() {
         (2000, kind::VALUE, Some(5)),
     ];
     let mut st = net.start_decoding();
+    let hd = crate::fastdec::HostDecoder::new(&net, &p).expect("host decoder");
+    let mut hp = hd.prepare(&net, &p, &prep).expect("host prepare");
     for n in 1..=steps.len() {
         let y = DecBatch::new(&[steps[..n].to_vec()], 6, &device);
         let full = net
@@ -379,9 +427,16 @@ fn incremental_decoding_matches_full_prefix() {
             .into_data()
             .try_into_vec::<f32>()
             .expect("vec");
+        // The hand-written host step (what inference runs).
+        let fast = hp.step(steps[n - 1]).expect("host step");
         assert_eq!(full.len(), inc.len());
-        for (i, (a, b)) in full.iter().zip(&inc).enumerate() {
+        assert_eq!(full.len(), fast.len());
+        for (i, ((a, b), c)) in full.iter().zip(&inc).zip(&fast).enumerate() {
             assert!((a - b).abs() < 1e-4, "step {n}, output {i}: {a} vs {b}");
+            assert!(
+                (a - c).abs() < 1e-4,
+                "step {n}, output {i}: {a} vs {c} (host)"
+            );
         }
     }
 }

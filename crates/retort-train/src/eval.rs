@@ -107,6 +107,11 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
     let mut rep = EvalReport::default();
     // Fresh for these parameters: validation examples share their tools.
     let cache = retort_model::cache::ToolCache::new(retort_model::model::DEFAULT_TOOL_CACHE_BYTES);
+    // Host copies of the decoder's weights for fast steps (burn's steps if
+    // they cannot be made).
+    let fast = retort_model::fastdec::HostDecoder::new(net, params)
+        .map_err(|e| tracing::debug!("host decoder unavailable: {e}"))
+        .ok();
     for ex in examples {
         rep.n += 1;
         let tally = rep.by_category.entry(ex.category()).or_default();
@@ -120,6 +125,7 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
             &CallOptions::default(),
             &device,
             Some(&cache),
+            fast.as_ref(),
         ) {
             Ok(d) => {
                 let ok = calls_match(&d.calls, &ex.calls);
