@@ -12,7 +12,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::ModelError;
-use crate::fastenc::{dot, fast_exp, gelu_in_place};
+use crate::fastenc::{dot, fast_exp, gelu_in_place, sum8};
 use crate::net::{Lin, Ln, Net, Params, Prepared};
 
 fn host(t: Tensor<2>) -> Result<Vec<f32>, ModelError> {
@@ -55,9 +55,34 @@ impl HMat {
 
     /// `y += x · M` (`x` has `rows` entries, `y` has `cols`).
     fn vecmat_add(&self, x: &[f32], y: &mut [f32]) {
-        // Compiled for the widest vector instructions this CPU has, chosen
-        // at run time (pulp; a plain loop on baseline x86-64 gets SSE2).
-        pulp::Arch::new().dispatch(|| match self {
+        pulp::Arch::new().dispatch(VecMatAdd { m: self, x, y })
+    }
+
+    /// `M · x` (`x` has `cols` entries; one output per row).
+    fn matvec(&self, x: &[f32]) -> Vec<f32> {
+        pulp::Arch::new().dispatch(MatVec { m: self, x })
+    }
+}
+
+// The kernels below run through `pulp::Arch::dispatch`, which compiles an
+// `#[inline(always)]` `with_simd` body inside a function built for the
+// widest vector instructions the CPU has (chosen at run time: AVX-512,
+// AVX2+FMA, ...), so the plain loops are vectorised for it. A closure
+// would be compiled on its own for baseline x86-64 (SSE2), as measured
+// with `perf annotate`.
+
+struct VecMatAdd<'a> {
+    m: &'a HMat,
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl pulp::WithSimd for VecMatAdd<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let VecMatAdd { m, x, y } = self;
+        match m {
             HMat::F32 { w, cols } => {
                 for (xi, row) in x.iter().zip(w.chunks_exact(*cols)) {
                     for (yj, wj) in y.iter_mut().zip(row) {
@@ -73,12 +98,21 @@ impl HMat {
                     }
                 }
             }
-        })
+        }
     }
+}
 
-    /// `M · x` (`x` has `cols` entries; one output per row).
-    fn matvec(&self, x: &[f32]) -> Vec<f32> {
-        pulp::Arch::new().dispatch(|| match self {
+struct MatVec<'a> {
+    m: &'a HMat,
+    x: &'a [f32],
+}
+
+impl pulp::WithSimd for MatVec<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Vec<f32> {
+        let MatVec { m, x } = self;
+        match m {
             HMat::F32 { w, cols } => w.chunks_exact(*cols).map(|row| dot(row, x)).collect(),
             HMat::I8 { q, scale, cols } => q
                 .chunks_exact(*cols)
@@ -101,7 +135,25 @@ impl HMat {
                     (acc.iter().sum::<f32>() + tail) * s
                 })
                 .collect(),
-        })
+        }
+    }
+}
+
+/// `scale · (row · x)` for each `d`-wide row of `keys`.
+struct RowDots<'a> {
+    keys: &'a [f32],
+    x: &'a [f32],
+    scale: f32,
+}
+
+impl pulp::WithSimd for RowDots<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Vec<f32> {
+        let RowDots { keys, x, scale } = self;
+        keys.chunks_exact(x.len().max(1))
+            .map(|row| dot(row, x) * scale)
+            .collect()
     }
 }
 
@@ -116,13 +168,20 @@ pub(crate) fn exact_int8(w: &[f32], rows: usize, cols: usize) -> Option<(Vec<i8>
     for row in w.chunks_exact(cols) {
         let m = row.iter().fold(0f32, |a, x| a.max(x.abs()));
         let s = if m > 0.0 { m / 127.0 } else { 1.0 };
-        for &x in row {
-            let k = (x / s).round();
-            if !(-127.0..=127.0).contains(&k) || k * s != x {
-                return None;
-            }
-            q.push(k as i8);
-        }
+        // `m / 127` can land one unit in the last place away from the scale
+        // the row was made with.
+        let exact = |s: f32| -> Option<Vec<i8>> {
+            row.iter()
+                .map(|&x| {
+                    let k = (x / s).round();
+                    ((-127.0..=127.0).contains(&k) && k * s == x).then_some(k as i8)
+                })
+                .collect()
+        };
+        let (row_q, s) = [s, s.next_up(), s.next_down()]
+            .into_iter()
+            .find_map(|s| exact(s).map(|r| (r, s)))?;
+        q.extend(row_q);
         scale.push(s);
     }
     Some((q, scale))
@@ -319,12 +378,42 @@ fn attend_row(
     bias: Option<&[f32]>,
     heads: usize,
 ) -> Vec<f32> {
-    let d = q.len();
-    let dh = d / heads;
-    let scale = 1.0 / (dh as f32).sqrt();
-    let mut ctx = vec![0f32; d];
-    let mut scores = vec![0f32; n];
-    pulp::Arch::new().dispatch(|| {
+    pulp::Arch::new().dispatch(AttendRow {
+        q,
+        k,
+        v,
+        n,
+        bias,
+        heads,
+    })
+}
+
+struct AttendRow<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    n: usize,
+    bias: Option<&'a [f32]>,
+    heads: usize,
+}
+
+impl pulp::WithSimd for AttendRow<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Vec<f32> {
+        let AttendRow {
+            q,
+            k,
+            v,
+            n,
+            bias,
+            heads,
+        } = self;
+        let d = q.len();
+        let dh = d / heads.max(1);
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut ctx = vec![0f32; d];
+        let mut scores = vec![0f32; n];
         for h in 0..heads {
             let hs = h * dh..(h + 1) * dh;
             let qh = &q[hs.clone()];
@@ -333,12 +422,10 @@ fn attend_row(
                     + bias.and_then(|b| b.get(j)).copied().unwrap_or(0.0);
             }
             let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
             for sc in scores.iter_mut() {
                 *sc = fast_exp(*sc - m);
-                sum += *sc;
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / sum8(&scores);
             let out = &mut ctx[hs.clone()];
             for (j, sc) in scores.iter().enumerate() {
                 let w = sc * inv;
@@ -347,8 +434,8 @@ fn attend_row(
                 }
             }
         }
-    });
-    ctx
+        ctx
+    }
 }
 
 impl HostPrepared<'_> {
@@ -412,9 +499,74 @@ impl HostPrepared<'_> {
                 .zip(&hd.gen_bias)
                 .map(|(v, b)| v + b),
         );
-        pulp::Arch::new().dispatch(|| {
-            z.extend(self.ptr_k.chunks_exact(d).map(|row| dot(row, &pq) * scale));
-        });
+        z.extend(pulp::Arch::new().dispatch(RowDots {
+            keys: &self.ptr_k,
+            x: &pq,
+            scale,
+        }));
         Ok(z)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
+        // Each row holds +-127, as rows quantized by their largest magnitude.
+        let q: Vec<i8> = (0..rows * cols)
+            .map(|i| match i % cols {
+                0 if i % 2 == 0 => 127,
+                0 => -127,
+                _ => ((i * 37 + 11) % 255) as i32 - 127,
+            })
+            .map(|v| v as i8)
+            .collect();
+        let scale: Vec<f32> = (0..rows).map(|r| 0.003 + r as f32 * 1e-4).collect();
+        let w: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v as f32 * scale[i / cols])
+            .collect();
+        (q, scale, w)
+    }
+
+    #[test]
+    fn int8_storage_is_used_only_when_exact() {
+        let (rows, cols) = (40, 24);
+        let (q, _, w) = matrix(rows, cols);
+        match HMat::new(w.clone(), rows, cols) {
+            HMat::I8 { q: got, .. } => assert_eq!(got, q),
+            HMat::F32 { .. } => panic!("a dequantized int8 matrix should stay int8"),
+        }
+        let mut off = w;
+        off[5] += 1e-4;
+        assert!(matches!(HMat::new(off, rows, cols), HMat::F32 { .. }));
+        assert!(exact_int8(&[1.0, 2.0], 3, 1).is_none());
+    }
+
+    #[test]
+    fn int8_products_match_f32_products() {
+        let (rows, cols) = (40, 24);
+        let (_, _, w) = matrix(rows, cols);
+        let i8m = HMat::new(w.clone(), rows, cols);
+        let f32m = HMat::F32 { w: w.clone(), cols };
+        assert!(matches!(i8m, HMat::I8 { .. }));
+        let x: Vec<f32> = (0..rows).map(|i| (i as f32 * 0.37).sin()).collect();
+        let (mut a, mut b) = (vec![0.5f32; cols], vec![0.5f32; cols]);
+        i8m.vecmat_add(&x, &mut a);
+        f32m.vecmat_add(&x, &mut b);
+        // By hand: y_j = 0.5 + sum_i x_i w_ij.
+        for j in 0..cols {
+            let want: f32 = 0.5 + (0..rows).map(|i| x[i] * w[i * cols + j]).sum::<f32>();
+            assert!((a[j] - want).abs() < 1e-4 && (b[j] - want).abs() < 1e-4);
+        }
+        let xc: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.21).cos()).collect();
+        let (ma, mb) = (i8m.matvec(&xc), f32m.matvec(&xc));
+        assert_eq!(ma.len(), rows);
+        for r in 0..rows {
+            let want: f32 = (0..cols).map(|c| w[r * cols + c] * xc[c]).sum();
+            assert!((ma[r] - want).abs() < 1e-4 && (mb[r] - want).abs() < 1e-4);
+        }
     }
 }

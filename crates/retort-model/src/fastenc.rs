@@ -93,6 +93,20 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// The sum of `xs` in eight partial sums (vectorisable, unlike `sum()`).
+#[inline(always)]
+pub(crate) fn sum8(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let c = xs.chunks_exact(8);
+    let tail: f32 = c.remainder().iter().sum();
+    for x in c {
+        for k in 0..8 {
+            acc[k] += x[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// `e^x` in f32 arithmetic that the compiler can vectorise (no library
 /// call): `2^k · e^r` with `|r| <= ln2/2` and a degree-6 Taylor polynomial
 /// (relative error below 2e-7 over the clamped range [-87, 88]).
@@ -130,15 +144,25 @@ pub(crate) fn fast_erf(x: f32) -> f32 {
 /// Exact (erf) GELU in place, `0.5·x·(1 + erf(x/√2))` as burn's `gelu`,
 /// split over the thread pool for long inputs.
 pub(crate) fn gelu_in_place(xs: &mut [f32]) {
-    let f = |c: &mut [f32]| {
-        for v in c.iter_mut() {
-            *v = 0.5 * *v * (1.0 + fast_erf(*v * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    };
+    let f = |c: &mut [f32]| pulp::Arch::new().dispatch(Gelu(c));
     if xs.len() >= 32_768 {
         xs.par_chunks_mut(8_192).for_each(f);
     } else {
         f(xs);
+    }
+}
+
+/// GELU over a slice, compiled for the CPU's widest vector instructions
+/// (see the kernels of [`crate::fastdec`]).
+struct Gelu<'a>(&'a mut [f32]);
+
+impl pulp::WithSimd for Gelu<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        for v in self.0.iter_mut() {
+            *v = 0.5 * *v * (1.0 + fast_erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+        }
     }
 }
 
@@ -166,38 +190,16 @@ fn attention(
     let per_head: Vec<Vec<f32>> = (0..heads)
         .into_par_iter()
         .map(|h| {
-            let hs = h * dh..(h + 1) * dh;
-            let mut out = vec![0f32; q * dh];
-            let mut scores = vec![0f32; total];
-            for i in 0..q {
-                let qi = &qm[i * d..][hs.clone()];
-                let mut at = 0;
-                for (k, _, n) in &sources {
-                    for j in 0..*n {
-                        scores[at] = dot(qi, &k[j * d..][hs.clone()]) * scale;
-                        at += 1;
-                    }
-                }
-                let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for s in scores.iter_mut() {
-                    *s = fast_exp(*s - m);
-                    sum += *s;
-                }
-                let inv = 1.0 / sum;
-                let o = &mut out[i * dh..(i + 1) * dh];
-                let mut at = 0;
-                for (_, v, n) in &sources {
-                    for j in 0..*n {
-                        let w = scores[at] * inv;
-                        at += 1;
-                        for (oj, vj) in o.iter_mut().zip(&v[j * d..][hs.clone()]) {
-                            *oj += w * vj;
-                        }
-                    }
-                }
-            }
-            out
+            pulp::Arch::new().dispatch(HeadAttention {
+                qm,
+                sources: &sources,
+                h,
+                q,
+                d,
+                dh,
+                total,
+                scale,
+            })
         })
         .collect();
     let mut ctx = vec![0f32; q * d];
@@ -207,6 +209,65 @@ fn attention(
         }
     }
     ctx
+}
+
+/// One head's attention for every query row: its `[q, dh]` context.
+struct HeadAttention<'a> {
+    qm: &'a [f32],
+    sources: &'a [(&'a [f32], &'a [f32], usize)],
+    h: usize,
+    q: usize,
+    d: usize,
+    dh: usize,
+    total: usize,
+    scale: f32,
+}
+
+impl pulp::WithSimd for HeadAttention<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Vec<f32> {
+        let HeadAttention {
+            qm,
+            sources,
+            h,
+            q,
+            d,
+            dh,
+            total,
+            scale,
+        } = self;
+        let hs = h * dh..(h + 1) * dh;
+        let mut out = vec![0f32; q * dh];
+        let mut scores = vec![0f32; total];
+        for i in 0..q {
+            let qi = &qm[i * d..][hs.clone()];
+            let mut at = 0;
+            for (k, _, n) in sources {
+                for j in 0..*n {
+                    scores[at] = dot(qi, &k[j * d..][hs.clone()]) * scale;
+                    at += 1;
+                }
+            }
+            let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for s in scores.iter_mut() {
+                *s = fast_exp(*s - m);
+            }
+            let inv = 1.0 / sum8(&scores);
+            let o = &mut out[i * dh..(i + 1) * dh];
+            let mut at = 0;
+            for (_, v, n) in sources {
+                for j in 0..*n {
+                    let w = scores[at] * inv;
+                    at += 1;
+                    for (oj, vj) in o.iter_mut().zip(&v[j * d..][hs.clone()]) {
+                        *oj += w * vj;
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The encoder states `[1, q, D]` of the query block against cached tools.
