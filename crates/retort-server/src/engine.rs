@@ -66,6 +66,13 @@ fn invalid_output(state: &AppState, who: &str, e: &OutputError, query: &Query) -
     )
 }
 
+thread_local! {
+    /// A one-thread pool per blocking thread, for calls made while every
+    /// model slot is busy.
+    static SOLO: Option<rayon::ThreadPool> =
+        rayon::ThreadPoolBuilder::new().num_threads(1).build().ok();
+}
+
 /// Answer one query.
 pub async fn answer(state: &Arc<AppState>, query: Query) -> Result<Answer, ApiError> {
     let start = Instant::now();
@@ -91,9 +98,21 @@ pub async fn answer(state: &Arc<AppState>, query: Query) -> Result<Answer, ApiEr
             ApiError::server("shutting_down", "the server is shutting down")
                 .with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
         })?;
+    // With every slot taken, the other calls keep the remaining cores busy,
+    // so this call runs on one thread: splitting each of its small matrix
+    // products across cores then costs more in hand-offs than it gains.
+    let busy = state.model_slots.available_permits() == 0;
     let model_start = Instant::now();
     let joined = tokio::task::spawn_blocking(move || {
-        let out = caller.call(&text, &tools, &o);
+        let run = || caller.call(&text, &tools, &o);
+        let out = if busy {
+            SOLO.with(|pool| match pool {
+                Some(pool) => pool.install(run),
+                None => run(),
+            })
+        } else {
+            run()
+        };
         drop(permit);
         out
     })

@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// `retort serve --tool-cache-mb`.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub tool_cache_mb: usize,
+    /// Most model calls running at once in the HTTP runs, as `retort serve
+    /// --max-concurrent-calls`. Default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_calls: Option<usize>,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
@@ -198,6 +202,8 @@ pub struct BenchOptions {
     pub requests: usize,
     pub duration: Duration,
     pub concurrency: Vec<usize>,
+    /// The server's model-call slots (`None`: its default).
+    pub max_concurrent_calls: Option<usize>,
 }
 
 /// Run the benchmark against `caller` (already loaded).
@@ -281,6 +287,10 @@ async fn http_runs(
     let config = retort_server::ServerConfig {
         max_body_bytes: retort_server::DEFAULT_MAX_BODY_BYTES.max(largest + 1),
         timeout: Duration::from_secs(120),
+        max_concurrent_calls: opts
+            .max_concurrent_calls
+            .unwrap_or_else(retort_server::default_concurrency)
+            .max(1),
         ..retort_server::ServerConfig::default()
     };
     let app = retort_server::app(caller, config)?;
@@ -435,6 +445,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         requests: args.requests,
         duration: Duration::from_secs_f64(args.duration_s),
         concurrency: args.concurrency.clone(),
+        max_concurrent_calls: args.max_concurrent_calls,
     };
     let report = run_bench(caller, &inputs, &opts, load_ms)?;
     print!("{}", table(&report));
@@ -540,6 +551,7 @@ mod tests {
             requests: 20,
             duration: Duration::from_millis(300),
             concurrency: vec![1, 4],
+            max_concurrent_calls: Some(2),
         };
         let r = run_bench(Arc::new(FirstTool), &inputs, &opts, 1.0).expect("runs");
         assert_eq!(r.in_process.requests, 20);
