@@ -904,20 +904,7 @@ impl Net {
         seg: u32,
         device: &Device,
     ) -> Tensor<3> {
-        let l = &self.layout;
-        let c = &self.cfg;
-        let n = ids.len().max(1);
-        let mut idv: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
-        idv.resize(n, 0);
-        let posv: Vec<i64> = (0..n)
-            .map(|j| (first_pos + j).min(c.max_positions - 1) as i64)
-            .collect();
-        let segv = vec![seg as i64; n];
-        let t = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, n]), device);
-        let h = self.embed_words(p, t(idv))
-            + embed(p.get(l.pos), t(posv))
-            + embed(p.get(l.typ), t(segv));
-        ln3(p, l.emb_ln, h, c.layer_norm_eps)
+        self.embed_row(p, ids, first_pos, |_| seg, device)
     }
 
     /// Embeddings of one unpadded row with per-token segments and positions
@@ -929,15 +916,28 @@ impl Net {
         segs: &[u32],
         device: &Device,
     ) -> Tensor<3> {
+        self.embed_row(p, ids, 0, |j| segs.get(j).copied().unwrap_or(0), device)
+    }
+
+    /// Embeddings of one row: positions from `first_pos`, token `j` in
+    /// segment `seg(j)`, then the embedding layer norm.
+    fn embed_row(
+        &self,
+        p: &Params,
+        ids: &[u32],
+        first_pos: usize,
+        seg: impl Fn(usize) -> u32,
+        device: &Device,
+    ) -> Tensor<3> {
         let l = &self.layout;
         let c = &self.cfg;
         let n = ids.len().max(1);
         let mut idv: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
         idv.resize(n, 0);
-        let posv: Vec<i64> = (0..n).map(|j| j.min(c.max_positions - 1) as i64).collect();
-        let segv: Vec<i64> = (0..n)
-            .map(|j| segs.get(j).copied().unwrap_or(0) as i64)
+        let posv: Vec<i64> = (0..n)
+            .map(|j| (first_pos + j).min(c.max_positions - 1) as i64)
             .collect();
+        let segv: Vec<i64> = (0..n).map(|j| seg(j) as i64).collect();
         let t = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, n]), device);
         let h = self.embed_words(p, t(idv))
             + embed(p.get(l.pos), t(posv))
