@@ -4,27 +4,65 @@
 //! that renders the same tool the same way. The key is the exact token
 //! sequence, so a tool rendered differently (a shortened description, say)
 //! is a different entry and the cache can never change an answer.
+//!
+//! The same least-recently-used map holds the sentence embeddings that rank
+//! tools when a catalogue does not fit into the input ([`EmbedCache`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::net::ToolBlock;
 
-/// A least-recently-used map from rendered tool tokens to their encodings,
-/// bounded by the number of floats it holds.
+/// What a cache entry weighs, in floats.
+pub trait Weigh {
+    fn floats(&self) -> usize;
+}
+
+impl Weigh for ToolBlock {
+    fn floats(&self) -> usize {
+        ToolBlock::floats(self)
+    }
+}
+
+impl Weigh for Vec<f32> {
+    fn floats(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A least-recently-used map from token sequences to what was computed
+/// from them, bounded by the number of floats it holds.
 #[derive(Debug)]
-pub struct ToolCache {
-    inner: Mutex<Inner>,
+pub struct Lru<V> {
+    inner: Mutex<Inner<V>>,
     max_floats: usize,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    map: HashMap<Vec<u32>, (Arc<ToolBlock>, u64)>,
+/// Rendered tool tokens to their encoder states (block-masked models).
+pub type ToolCache = Lru<ToolBlock>;
+
+/// Tokens of a query or a tool to their sentence embedding (tool ranking).
+pub type EmbedCache = Lru<Vec<f32>>;
+
+#[derive(Debug)]
+struct Inner<V> {
+    map: HashMap<Vec<u32>, (Arc<V>, u64)>,
     clock: u64,
     floats: usize,
     hits: u64,
     misses: u64,
+}
+
+impl<V> Default for Inner<V> {
+    fn default() -> Self {
+        Inner {
+            map: HashMap::new(),
+            clock: 0,
+            floats: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
 }
 
 /// Counters of a cache.
@@ -36,10 +74,10 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
-impl ToolCache {
-    /// A cache holding at most `max_bytes` of encoder states (0 disables it).
+impl<V: Weigh> Lru<V> {
+    /// A cache holding at most `max_bytes` of floats (0 disables it).
     pub fn new(max_bytes: usize) -> Self {
-        ToolCache {
+        Lru {
             inner: Mutex::new(Inner::default()),
             max_floats: max_bytes / 4,
         }
@@ -50,8 +88,8 @@ impl ToolCache {
     pub fn get_or_try_insert<E>(
         &self,
         ids: &[u32],
-        make: impl FnOnce() -> Result<ToolBlock, E>,
-    ) -> Result<Arc<ToolBlock>, E> {
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
         if let Ok(mut g) = self.inner.lock() {
             g.clock += 1;
             let now = g.clock;

@@ -89,6 +89,18 @@ pub struct ModelConfig {
     /// validation data.
     #[serde(default)]
     pub novel_repeat_calls: bool,
+    /// When the tools do not fit into the input, the least relevant are
+    /// left out. Relevance is the number of word pieces a tool shares with
+    /// the query plus `rank_weight` times the cosine between their sentence
+    /// embeddings, the mean of the token states after `rank_layers` encoder
+    /// layers (see [`crate::rank`]). `rank_layers` 0 (older
+    /// configurations): shared word pieces only. Chosen on validation data
+    /// with `retort eval rank`.
+    #[serde(default)]
+    pub rank_layers: usize,
+    /// See `rank_layers`.
+    #[serde(default)]
+    pub rank_weight: f64,
 }
 
 impl ModelConfig {
@@ -120,6 +132,8 @@ impl ModelConfig {
             end_call_bias: 0.0,
             query_copies_only: false,
             novel_repeat_calls: false,
+            rank_layers: 0,
+            rank_weight: 0.0,
         }
     }
 
@@ -151,6 +165,8 @@ impl ModelConfig {
             end_call_bias: 0.0,
             query_copies_only: false,
             novel_repeat_calls: false,
+            rank_layers: 0,
+            rank_weight: 0.0,
         }
     }
 
@@ -181,6 +197,7 @@ impl ModelConfig {
             ("copy_bias", self.copy_bias),
             ("extra_call_bias", self.extra_call_bias),
             ("end_call_bias", self.end_call_bias),
+            ("rank_weight", self.rank_weight),
         ] {
             if !(b.is_finite() && b.abs() <= 50.0) {
                 return bad(format!("{name} must be within -50..50, got {b}"));
@@ -188,6 +205,12 @@ impl ModelConfig {
         }
         if !(self.confidence_temperature.is_finite() && self.confidence_temperature > 0.0) {
             return bad("confidence_temperature must be positive".into());
+        }
+        if self.rank_layers > self.enc_layers {
+            return bad(format!(
+                "rank_layers ({}) exceeds the {} encoder layers",
+                self.rank_layers, self.enc_layers
+            ));
         }
         Ok(())
     }

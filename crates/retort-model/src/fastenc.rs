@@ -280,7 +280,7 @@ pub fn query_pass(
 ) -> Result<Tensor<3>, ModelError> {
     let x = host3(net.embed_block(p, query_ids, 0, 0, device))?;
     let q = query_ids.len().max(1);
-    let x = layers(net, p, x, q, blocks, device)?;
+    let x = layers(net, p, x, q, blocks, usize::MAX, device)?;
     Ok(Tensor::from_data(
         TensorData::new(x, [1, q, net.cfg.hidden]),
         device,
@@ -301,26 +301,58 @@ pub fn full_pass(
 ) -> Result<Tensor<3>, ModelError> {
     let n = ids.len().max(1);
     let x = host3(net.embed_tokens(p, ids, segs, device))?;
-    let x = layers(net, p, x, n, &[], device)?;
+    let x = layers(net, p, x, n, &[], usize::MAX, device)?;
     Ok(Tensor::from_data(
         TensorData::new(x, [1, n, net.cfg.hidden]),
         device,
     ))
 }
 
-/// The encoder layers over `q` embedded rows `x` (`[q, D]`, row-major)
-/// that attend to themselves and to every cached block.
+/// A sentence embedding of `ids` (one segment-0 row): the mean of the
+/// token states after the first `n_layers` encoder layers, scaled to unit
+/// length (the MiniLM sentence-embedding recipe: mean pooling, then L2
+/// normalisation). An all-zero mean stays zero.
+pub fn pooled(
+    net: &Net,
+    p: &Params,
+    ids: &[u32],
+    n_layers: usize,
+    device: &Device,
+) -> Result<Vec<f32>, ModelError> {
+    let n = ids.len().max(1);
+    let segs = vec![0u32; ids.len()];
+    let x = host3(net.embed_tokens(p, ids, &segs, device))?;
+    let x = layers(net, p, x, n, &[], n_layers, device)?;
+    let d = net.cfg.hidden;
+    let mut mean = vec![0f32; d];
+    for row in x.chunks_exact(d) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for m in &mut mean {
+            *m /= norm;
+        }
+    }
+    Ok(mean)
+}
+
+/// The first `n_layers` encoder layers over `q` embedded rows `x` (`[q,
+/// D]`, row-major) that attend to themselves and to every cached block.
 fn layers(
     net: &Net,
     p: &Params,
     mut x: Vec<f32>,
     q: usize,
     blocks: &[&ToolBlock],
+    n_layers: usize,
     device: &Device,
 ) -> Result<Vec<f32>, ModelError> {
     let c = &net.cfg;
     let d = c.hidden;
-    for (li, layer) in net.layout.enc.iter().enumerate() {
+    for (li, layer) in net.layout.enc.iter().enumerate().take(n_layers) {
         let qm = linear(p, layer.attn.q, &x, q, device)?;
         let km = linear(p, layer.attn.k, &x, q, device)?;
         let vm = linear(p, layer.attn.v, &x, q, device)?;

@@ -5,7 +5,8 @@
 //! - [`grammar`]: the schema state machine of constrained decoding.
 //! - [`targets`]: gold calls turned into training steps and masks.
 //! - [`weights`]: MiniLM import, model files (safetensors + config + tokenizer).
-//! - [`cache`]: the tool-encoding cache (block-masked models).
+//! - [`cache`]: the tool-encoding cache (block-masked models) and the ranking embeddings'.
+//! - [`rank`]: tools ranked by sentence-embedding cosine, for big catalogues.
 //! - [`model`]: [`Model`], which implements [`retort_core::ToolCaller`].
 
 pub mod cache;
@@ -16,6 +17,7 @@ pub mod fastenc;
 pub mod grammar;
 pub mod model;
 pub mod net;
+pub mod rank;
 pub mod render;
 pub mod targets;
 pub mod weights;

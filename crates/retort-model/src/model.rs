@@ -7,13 +7,13 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor};
 use retort_core::{Call, CallOptions, CallerError, Prediction, Tool, ToolCaller};
 
-use crate::cache::ToolCache;
+use crate::cache::{EmbedCache, ToolCache};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::fastdec::{HostDecoder, HostPrepared};
 use crate::grammar::{Choice, Grammar, State};
 use crate::net::{EncBatch, HostParams, Net, Params, action, kind};
-use crate::render::{RenderLimits, Tok, render};
+use crate::render::{RenderLimits, Tok, render_ranked};
 use crate::targets::next_input;
 use crate::weights;
 
@@ -46,6 +46,8 @@ pub struct Model {
     tokenizer_json: Vec<u8>,
     /// Encodings of recently seen tools (used when `cfg.block_mask`).
     pub tool_cache: ToolCache,
+    /// Sentence embeddings of recent queries and tools (tool ranking).
+    pub embed_cache: EmbedCache,
     /// The decoder's weights on the host, for fast greedy steps.
     host_dec: HostDecoder,
 }
@@ -184,6 +186,7 @@ impl Model {
             device,
             tokenizer_json: tokenizer.to_vec(),
             tool_cache: ToolCache::new(DEFAULT_TOOL_CACHE_BYTES),
+            embed_cache: EmbedCache::new(crate::rank::DEFAULT_EMBED_CACHE_BYTES),
             host_dec,
         })
     }
@@ -238,8 +241,11 @@ impl Model {
             tools,
             opts,
             &self.device,
-            Some(&self.tool_cache),
-            Some(&self.host_dec),
+            Aids {
+                tool_cache: Some(&self.tool_cache),
+                host_dec: Some(&self.host_dec),
+                embed_cache: Some(&self.embed_cache),
+            },
         )
     }
 }
@@ -314,11 +320,22 @@ enum Stepper<'a> {
     Burn(crate::net::DecState),
 }
 
-/// Schema-constrained greedy decoding of one request. `cache`: tool
-/// encodings to reuse (block-masked models only; `None` encodes everything).
-/// `fast`: the decoder's weights on the host, for hand-written decoder
-/// steps (the same logits as burn's within float rounding; `None` decodes
-/// with burn operations).
+/// What speeds up [`greedy`] without changing its answers (all optional).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Aids<'a> {
+    /// Tool encodings to reuse (block-masked models only; `None` encodes
+    /// everything).
+    pub tool_cache: Option<&'a ToolCache>,
+    /// The decoder's weights on the host, for hand-written decoder steps
+    /// (the same logits as burn's within float rounding; `None` decodes
+    /// with burn operations).
+    pub host_dec: Option<&'a HostDecoder>,
+    /// Sentence embeddings of queries and tools, for ranking catalogues
+    /// that do not fit (`ModelConfig::rank_layers`).
+    pub embed_cache: Option<&'a EmbedCache>,
+}
+
+/// Schema-constrained greedy decoding of one request.
 #[allow(clippy::too_many_arguments)]
 pub fn greedy(
     net: &Net,
@@ -328,9 +345,9 @@ pub fn greedy(
     tools: &[Tool],
     opts: &CallOptions,
     device: &Device,
-    cache: Option<&ToolCache>,
-    fast: Option<&HostDecoder>,
+    aids: Aids<'_>,
 ) -> Result<Decoded, ModelError> {
+    let (cache, fast) = (aids.tool_cache, aids.host_dec);
     let cfg = &net.cfg;
     if let Some(f) = &opts.force_function
         && !tools.iter().any(|t| &t.name == f)
@@ -351,7 +368,26 @@ pub fn greedy(
         .into_iter()
         .collect();
     let t0 = std::time::Instant::now();
-    let r = render(tok, query, tools, infer_limits(cfg), &keep)?;
+    // Tool relevance for leaving tools out, computed only when they do not
+    // all fit: shared word pieces plus the weighted embedding cosine.
+    let mut rank = || -> Result<Option<Vec<f32>>, ModelError> {
+        if cfg.rank_layers == 0 || cfg.rank_weight == 0.0 {
+            return Ok(None);
+        }
+        let ranker = crate::rank::Ranker {
+            net,
+            params,
+            tok,
+            device,
+            layers: cfg.rank_layers,
+            cache: aids.embed_cache,
+        };
+        let cos = ranker.scores(query, tools)?;
+        let words = crate::render::OverlapIndex::new(tok, tools)?.scores(query)?;
+        let w = cfg.rank_weight as f32;
+        Ok(Some(words.iter().zip(&cos).map(|(o, c)| o + w * c).collect()))
+    };
+    let r = render_ranked(tok, query, tools, infer_limits(cfg), &keep, &mut rank)?;
     let t_render = t0.elapsed();
     let (enc, pad_bias) = encode_request(net, params, tok, &r, device, cache)?;
     let t_enc_only = t0.elapsed();

@@ -365,6 +365,30 @@ fn overlap(query: &Piece, t: &PreTool) -> usize {
     seen.len()
 }
 
+/// Tools prepared for word-overlap scoring against many queries.
+pub struct OverlapIndex<'a> {
+    tok: &'a Tok,
+    pre: Vec<PreTool>,
+}
+
+impl<'a> OverlapIndex<'a> {
+    pub fn new(tok: &'a Tok, tools: &[Tool]) -> Result<Self, ModelError> {
+        let pre = tools
+            .iter()
+            .map(|t| pre_tool(tok, t))
+            .collect::<Result<_, _>>()?;
+        Ok(OverlapIndex { tok, pre })
+    }
+
+    /// For each tool, how many distinct word pieces (of at least 3
+    /// characters) of the query occur in its name, description or parameter
+    /// names: the relevance [`render`] leaves tools out by.
+    pub fn scores(&self, query: &str) -> Result<Vec<f32>, ModelError> {
+        let q = self.tok.encode(query)?;
+        Ok(self.pre.iter().map(|t| overlap(&q, t) as f32).collect())
+    }
+}
+
 /// Render a request. Tool descriptions are shortened, and when the input is
 /// still too long, tools not listed in `keep` are left out, those sharing the
 /// fewest word pieces with the query first.
@@ -374,6 +398,23 @@ pub fn render(
     tools: &[Tool],
     limits: RenderLimits,
     keep: &[usize],
+) -> Result<Rendered, ModelError> {
+    render_ranked(tok, query, tools, limits, keep, &mut || Ok(None))
+}
+
+/// Scores of the tools' relevance to the query, one per tool, computed only
+/// when some tool must be left out (`None`: rank by shared word pieces).
+pub type RankFn<'a> = dyn FnMut() -> Result<Option<Vec<f32>>, ModelError> + 'a;
+
+/// [`render`], leaving out the tools with the lowest `rank()` scores first
+/// (the last such tool on ties) when the input is too long.
+pub fn render_ranked(
+    tok: &Tok,
+    query: &str,
+    tools: &[Tool],
+    limits: RenderLimits,
+    keep: &[usize],
+    rank: &mut RankFn<'_>,
 ) -> Result<Rendered, ModelError> {
     let seps = Seps {
         colon: single(tok, ":")?,
@@ -415,6 +456,7 @@ pub fn render(
     let mut td = limits.tool_desc_tokens;
     let mut pd = limits.param_desc_tokens;
     let mut included: Vec<usize> = (0..tools.len()).collect();
+    let mut scores: Option<Option<Vec<f32>>> = None;
     loop {
         let total: usize = included.iter().map(|&i| tool_len(&pre[i], td, pd, 0)).sum();
         if total <= budget {
@@ -425,14 +467,24 @@ pub fn render(
             pd /= 2;
             continue;
         }
-        // Leave out the tool that shares the fewest word pieces with the
-        // query (the last such tool on ties).
-        let victim = included
+        // Leave out the least relevant tool (the last such tool on ties):
+        // by score when there are scores, else by shared word pieces.
+        if scores.is_none() {
+            let s = rank()?.filter(|s| s.len() == tools.len());
+            scores = Some(s);
+        }
+        let candidates = included
             .iter()
             .enumerate()
-            .filter(|(_, i)| !keep.contains(i))
-            .min_by_key(|(k, i)| (overlap(&q, &pre[**i]), std::cmp::Reverse(*k)))
-            .map(|(k, _)| k);
+            .filter(|(_, i)| !keep.contains(i));
+        let victim = match scores.as_ref().and_then(|s| s.as_ref()) {
+            Some(s) => candidates
+                .min_by(|(ka, ia), (kb, ib)| s[**ia].total_cmp(&s[**ib]).then(kb.cmp(ka)))
+                .map(|(k, _)| k),
+            None => candidates
+                .min_by_key(|(k, i)| (overlap(&q, &pre[**i]), std::cmp::Reverse(*k)))
+                .map(|(k, _)| k),
+        };
         match victim {
             Some(k) => {
                 included.remove(k);

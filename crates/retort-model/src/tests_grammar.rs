@@ -274,6 +274,48 @@ fn render_leaves_out_the_least_related_tool_first() {
     assert!(r.tools.iter().any(|t| ts[t.index].name == "get_weather"));
 }
 
+#[test]
+fn render_ranked_leaves_out_the_lowest_scored_tool_and_asks_only_when_needed() {
+    let Some(tok) = tok() else { return };
+    let ts = tools(); // get_weather, buy
+    let full = render(&tok, "weather in Oslo", &ts, LIM, &[]).expect("render");
+    let mut asked = 0;
+    // Everything fits: the scores are never computed.
+    let r = crate::render::render_ranked(&tok, "weather in Oslo", &ts, LIM, &[], &mut || {
+        asked += 1;
+        Ok(Some(vec![0.0, 1.0]))
+    })
+    .expect("render");
+    assert_eq!((r.tools.len(), asked), (2, 0));
+    // Room for either tool alone, not for both.
+    let alone = |i: usize| {
+        render(&tok, "weather in Oslo", &ts[i..=i], LIM, &[])
+            .expect("render")
+            .len()
+    };
+    let small = RenderLimits {
+        max_len: alone(0).max(alone(1)),
+        ..LIM
+    };
+    assert!(small.max_len < full.len());
+    // The scores overrule word overlap: "buy" (scored higher) stays.
+    let r = crate::render::render_ranked(&tok, "weather in Oslo", &ts, small, &[], &mut || {
+        asked += 1;
+        Ok(Some(vec![0.0, 1.0]))
+    })
+    .expect("render");
+    assert_eq!(asked, 1);
+    let names: Vec<&str> = r.tools.iter().map(|t| ts[t.index].name.as_str()).collect();
+    assert_eq!(names, ["buy"]);
+    // Scores of the wrong length fall back to word overlap.
+    let r = crate::render::render_ranked(&tok, "weather in Oslo", &ts, small, &[], &mut || {
+        Ok(Some(vec![1.0]))
+    })
+    .expect("render");
+    let names: Vec<&str> = r.tools.iter().map(|t| ts[t.index].name.as_str()).collect();
+    assert_eq!(names, ["get_weather"]);
+}
+
 /// A very long query is cut so that a tool still fits, instead of leaving
 /// no room for any tool.
 #[test]

@@ -717,3 +717,70 @@ fn quant_rows_gather_is_total() {
     );
     assert_eq!(q.dequantize().len(), 4);
 }
+
+/// The ranking embedding is the unit-length mean of what the encoder
+/// computes (parity with `Net::encode` through the hand-written pass).
+#[test]
+fn ranking_embedding_is_the_normalised_mean_of_the_encoder_states() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 5);
+    let m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let ids = m.tok.ids("weather in oslo").expect("ids");
+    let segs = vec![0u32; ids.len()];
+    let full = crate::fastenc::full_pass(&m.net, &m.params, &ids, &segs, &m.device)
+        .expect("pass")
+        .into_data()
+        .to_vec::<f32>()
+        .expect("floats");
+    let d = m.cfg.hidden;
+    let mut mean = vec![0f32; d];
+    for row in full.chunks_exact(d) {
+        for (a, b) in mean.iter_mut().zip(row) {
+            *a += b;
+        }
+    }
+    let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let e = crate::fastenc::pooled(&m.net, &m.params, &ids, usize::MAX, &m.device).expect("pooled");
+    for (a, b) in mean.iter().zip(&e) {
+        assert!((a / norm - b).abs() < 1e-5, "{a} / {norm} vs {b}");
+    }
+    let len = e.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((len - 1.0).abs() < 1e-5);
+}
+
+/// A catalogue too big for the input is ranked by embeddings when the
+/// configuration says so; the embeddings are cached and reused.
+#[test]
+fn big_catalogues_are_ranked_with_cached_embeddings() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 9);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let mut many = Vec::new();
+    for i in 0..80 {
+        many.push(serde_json::json!({
+            "name": format!("tool_number_{i}"),
+            "description": format!("does thing number {i} with several words of description"),
+            "parameters": {"type": "object", "properties": {
+                "first_argument": {"type": "string", "description": "the first argument"}},
+              "required": ["first_argument"]}}));
+    }
+    let tools = Tool::parse_many(&serde_json::Value::Array(many), ToolFormat::Auto).expect("tools");
+    let opts = CallOptions::default();
+    // Word pieces only: no embeddings are computed.
+    m.predict("do thing number 7", &tools, &opts).expect("predict");
+    assert_eq!(m.embed_cache.stats().entries, 0);
+    m.update_config(|c| {
+        c.rank_layers = 1;
+        c.rank_weight = 8.0;
+    })
+    .expect("config");
+    let d = m.predict("do thing number 7", &tools, &opts).expect("predict");
+    retort_core::validate_all(&d.calls, &tools).expect("valid");
+    let s = m.embed_cache.stats();
+    assert_eq!((s.entries, s.misses), (81, 81), "80 tools and the query");
+    m.predict("do thing number 9", &tools, &opts).expect("predict");
+    let s = m.embed_cache.stats();
+    assert_eq!((s.entries, s.hits), (82, 80), "only the new query is embedded");
+}

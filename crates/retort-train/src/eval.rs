@@ -107,6 +107,8 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
     let mut rep = EvalReport::default();
     // Fresh for these parameters: validation examples share their tools.
     let cache = retort_model::cache::ToolCache::new(retort_model::model::DEFAULT_TOOL_CACHE_BYTES);
+    let embeds =
+        retort_model::cache::EmbedCache::new(retort_model::rank::DEFAULT_EMBED_CACHE_BYTES);
     // Host copies of the decoder's weights for fast steps (burn's steps if
     // they cannot be made).
     let fast = retort_model::fastdec::HostDecoder::new(net, params)
@@ -124,8 +126,11 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
             &ex.tools,
             &CallOptions::default(),
             &device,
-            Some(&cache),
-            fast.as_ref(),
+            retort_model::model::Aids {
+                tool_cache: Some(&cache),
+                host_dec: fast.as_ref(),
+                embed_cache: Some(&embeds),
+            },
         ) {
             Ok(d) => {
                 let ok = calls_match(&d.calls, &ex.calls);

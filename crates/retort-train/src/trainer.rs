@@ -913,6 +913,8 @@ pub struct DecodingOverrides {
     pub end_call_bias: Option<f64>,
     pub query_copies_only: Option<bool>,
     pub novel_repeat_calls: Option<bool>,
+    pub rank_layers: Option<usize>,
+    pub rank_weight: Option<f64>,
 }
 
 impl DecodingOverrides {
@@ -927,6 +929,8 @@ impl DecodingOverrides {
             end_call_bias,
             query_copies_only,
             novel_repeat_calls,
+            rank_layers,
+            rank_weight,
         } = *self;
         cfg.copy_bias = copy_bias.unwrap_or(cfg.copy_bias);
         cfg.contiguous_copy = contiguous_copy.unwrap_or(cfg.contiguous_copy);
@@ -936,6 +940,8 @@ impl DecodingOverrides {
         cfg.end_call_bias = end_call_bias.unwrap_or(cfg.end_call_bias);
         cfg.query_copies_only = query_copies_only.unwrap_or(cfg.query_copies_only);
         cfg.novel_repeat_calls = novel_repeat_calls.unwrap_or(cfg.novel_repeat_calls);
+        cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
+        cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);
     }
 }
 

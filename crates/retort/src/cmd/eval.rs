@@ -18,6 +18,67 @@ pub enum EvalCommand {
     /// categories weighted by entry count; irrelevance, live_irrelevance and
     /// live_relevance separately.
     Bfcl(BfclArgs),
+    /// Measure tool ranking for big catalogues: how often a query's gold
+    /// tool is among the top k of a whole catalogue.
+    ///
+    /// The catalogue is every distinct tool (by name) of the examples file,
+    /// or of the BFCL categories; each query with a call ranks all of it.
+    /// Compares ranking by shared word pieces with sentence-embedding
+    /// cosine after 1..6 encoder layers (`rank_layers` in config.json, which
+    /// decides which tools are left out when a request's tools do not fit).
+    /// Prints recall@k and the mean reciprocal rank.
+    Rank(RankArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RankArgs {
+    /// Canonical examples (JSONL, as `retort data build` writes), e.g. the
+    /// held-out-tool `val.jsonl`.
+    #[arg(long, value_name = "FILE", required_unless_present = "bfcl")]
+    examples: Option<PathBuf>,
+    /// A BFCL v4 data directory instead of --examples (testing only).
+    #[arg(long, value_name = "DIR", conflicts_with = "examples")]
+    bfcl: Option<PathBuf>,
+    /// With --bfcl: categories whose entries and tools to use.
+    #[arg(
+        long,
+        value_name = "A,B",
+        value_delimiter = ',',
+        default_value = "simple_python"
+    )]
+    categories: Vec<Category>,
+    /// Model directory (default: the embedded model).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Rankings to measure: 0 is shared word pieces, N >= 1 is embeddings
+    /// after N encoder layers.
+    #[arg(
+        long,
+        value_name = "N,M",
+        value_delimiter = ',',
+        default_value = "0,1,2,3,4,5,6"
+    )]
+    layers: Vec<usize>,
+    /// Also measure each embedding ranking mixed with word pieces: shared
+    /// word pieces + W x cosine (`rank_weight` in config.json).
+    #[arg(
+        long,
+        value_name = "W,V",
+        value_delimiter = ',',
+        default_value = "0.5,1,2"
+    )]
+    mix: Vec<f64>,
+    /// The k of recall@k.
+    #[arg(
+        long,
+        value_name = "K,L",
+        value_delimiter = ',',
+        default_value = "1,3,5,10"
+    )]
+    k: Vec<usize>,
+    /// Use only the first N queries.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,7 +129,141 @@ pub struct BfclArgs {
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Bfcl(args) => bfcl(args),
+        EvalCommand::Rank(args) => rank(args),
     }
+}
+
+fn rank(args: RankArgs) -> anyhow::Result<()> {
+    use retort_model::rank::{RankCase, Ranker, evaluate_ranking};
+    if args.k.is_empty() || args.k.contains(&0) {
+        anyhow::bail!("--k needs values of at least 1");
+    }
+    let (source, pairs): (String, Vec<(String, Vec<retort_core::Tool>, Vec<String>)>) =
+        match (&args.examples, &args.bfcl) {
+            (Some(path), _) => {
+                let (examples, bad) = retort_train::data::load_jsonl(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if bad > 0 {
+                    eprintln!("note: {bad} lines of {} are not examples", path.display());
+                }
+                let pairs = examples
+                    .into_iter()
+                    .map(|e| {
+                        let gold = e.calls.iter().map(|c| c.name.clone()).collect();
+                        (e.query, e.tools, gold)
+                    })
+                    .collect();
+                (path.display().to_string(), pairs)
+            }
+            (None, Some(dir)) => {
+                let entries = retort_eval::load_limited(dir, &args.categories, None)
+                    .with_context(|| format!("loading BFCL data from {}", dir.display()))?;
+                let pairs = entries
+                    .into_iter()
+                    .map(|e| {
+                        let gold = e
+                            .answer
+                            .iter()
+                            .flatten()
+                            .filter_map(|a| a.as_object())
+                            .flat_map(|o| o.keys().cloned())
+                            .collect();
+                        (e.query, e.tools, gold)
+                    })
+                    .collect();
+                (format!("BFCL {}", dir.display()), pairs)
+            }
+            (None, None) => anyhow::bail!("give --examples FILE or --bfcl DIR"),
+        };
+    let mut catalogue: Vec<retort_core::Tool> = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (_, tools, _) in &pairs {
+        for t in tools {
+            if names.insert(t.name.clone()) {
+                catalogue.push(t.clone());
+            }
+        }
+    }
+    let mut cases: Vec<RankCase> = pairs
+        .into_iter()
+        .filter(|(_, _, gold)| !gold.is_empty())
+        .map(|(query, _, gold)| RankCase { query, gold })
+        .collect();
+    if let Some(n) = args.limit {
+        cases.truncate(n);
+    }
+    if cases.is_empty() || catalogue.is_empty() {
+        anyhow::bail!("{source} has no queries with calls to rank");
+    }
+    let model = match &args.model {
+        Some(dir) => retort_model::Model::load(dir)
+            .with_context(|| format!("cannot load the model in {}", dir.display()))?,
+        None => {
+            retort_model::Model::embedded().context("cannot load the embedded default model")?
+        }
+    };
+    let max_layers = model.cfg.enc_layers;
+    if let Some(&bad) = args.layers.iter().find(|&&n| n > max_layers) {
+        anyhow::bail!("--layers {bad}: the model has {max_layers} encoder layers");
+    }
+    println!(
+        "{source}: {} queries ranking a catalogue of {} tools (model rank_layers: {})",
+        cases.len(),
+        catalogue.len(),
+        model.cfg.rank_layers
+    );
+    let ks: Vec<String> = args.k.iter().map(|k| format!("R@{k}")).collect();
+    println!(
+        "{:<22} {} {:>7} {:>10}",
+        "ranking",
+        ks.iter().map(|k| format!("{k:>7}")).collect::<String>(),
+        "MRR",
+        "ms/query"
+    );
+    let overlap = retort_model::render::OverlapIndex::new(&model.tok, &catalogue)?;
+    let row = |label: String,
+               score: &mut dyn FnMut(&str) -> Result<Vec<f32>, retort_model::ModelError>|
+     -> anyhow::Result<()> {
+        let t0 = std::time::Instant::now();
+        let report = evaluate_ranking(&catalogue, &cases, &args.k, score)?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3 / cases.len() as f64;
+        let cells: String = report
+            .recall
+            .iter()
+            .map(|(_, r)| format!("{:>7.3}", r))
+            .collect();
+        println!("{label:<22} {cells} {:>7.3} {ms:>10.2}", report.mrr);
+        Ok(())
+    };
+    for &n in &args.layers {
+        if n == 0 {
+            row("word pieces".into(), &mut |q| overlap.scores(q))?;
+            continue;
+        }
+        let cache = retort_model::cache::EmbedCache::new(64 << 20);
+        let ranker = Ranker {
+            net: &model.net,
+            params: &model.params,
+            tok: &model.tok,
+            device: &model.device,
+            layers: n,
+            cache: Some(&cache),
+        };
+        // The catalogue is embedded once, untimed; the time per query
+        // covers embedding the query and scoring the whole catalogue.
+        let embedded = ranker.embed_tools(&catalogue)?;
+        row(format!("embedding({n})"), &mut |q| {
+            ranker.scores_against(q, &embedded)
+        })?;
+        for &w in &args.mix {
+            row(format!("words + {w} x emb({n})"), &mut |q| {
+                let o = overlap.scores(q)?;
+                let e = ranker.scores_against(q, &embedded)?;
+                Ok(o.iter().zip(&e).map(|(a, b)| a + w as f32 * b).collect())
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn bfcl(args: BfclArgs) -> anyhow::Result<()> {

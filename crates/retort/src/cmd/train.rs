@@ -146,6 +146,16 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "BOOL")]
     novel_repeat_calls: Option<bool>,
+    /// With --export: when a request's tools do not fit into the input,
+    /// rank them by shared word pieces plus --rank-weight times the cosine
+    /// of sentence embeddings after this many encoder layers (0: shared
+    /// word pieces only). Stored in the exported config; choose both with
+    /// `retort eval rank --examples VAL`.
+    #[arg(long, value_name = "N")]
+    rank_layers: Option<usize>,
+    /// With --export: see --rank-layers.
+    #[arg(long, value_name = "W")]
+    rank_weight: Option<f64>,
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
@@ -171,6 +181,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 end_call_bias: a.end_call_bias,
                 query_copies_only: a.query_copies_only,
                 novel_repeat_calls: a.novel_repeat_calls,
+                rank_layers: a.rank_layers,
+                rank_weight: a.rank_weight,
             },
         )?;
         println!(
