@@ -77,6 +77,37 @@ mod embedded {
     ));
 }
 
+/// Ask the kernel to reclaim the resident pages of `bytes`, a static in
+/// the executable's read-only data: once the model is built from them the
+/// embedded weights are not read again, yet their 26 MB of pages would stay
+/// in the process's resident set. Measured: a freshly loaded `retort
+/// serve` went from 126 to 100 MB resident (`RssFile` 36 -> 10 MB). A hint
+/// only; nothing changes where it is unsupported.
+#[cfg(all(retort_embedded, target_os = "linux"))]
+fn release_pages(bytes: &'static [u8]) {
+    const PAGE: usize = 4096;
+    let start = bytes.as_ptr() as usize;
+    let first = start.div_ceil(PAGE) * PAGE;
+    let end = (start + bytes.len()) / PAGE * PAGE;
+    if end <= first {
+        return;
+    }
+    // SAFETY: [first, end) is made of whole pages inside `bytes`, a
+    // `'static` read-only array that lives in the executable's file-backed,
+    // never-written mapping. MADV_PAGEOUT only asks the kernel to reclaim
+    // those pages; it changes no memory contents (a later read faults the
+    // same bytes back in from the file), so no Rust reference or invariant
+    // is affected. Errors (an older kernel without MADV_PAGEOUT) are
+    // ignored: the pages then simply stay resident.
+    let rc = unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_PAGEOUT) };
+    if rc != 0 {
+        tracing::debug!("madvise(MADV_PAGEOUT) on the embedded weights failed");
+    }
+}
+
+#[cfg(all(retort_embedded, not(target_os = "linux")))]
+fn release_pages(_bytes: &'static [u8]) {}
+
 impl Model {
     /// Load `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
     pub fn load(dir: &Path) -> Result<Model, ModelError> {
@@ -95,7 +126,9 @@ impl Model {
     pub fn embedded() -> Result<Model, ModelError> {
         #[cfg(retort_embedded)]
         {
-            Self::from_bytes(embedded::CONFIG, embedded::TOKENIZER, embedded::WEIGHTS)
+            let m = Self::from_bytes(embedded::CONFIG, embedded::TOKENIZER, embedded::WEIGHTS)?;
+            release_pages(embedded::WEIGHTS);
+            Ok(m)
         }
         #[cfg(not(retort_embedded))]
         {
@@ -127,7 +160,27 @@ impl Model {
             return Self::from_host(cfg, host, tokenizer);
         };
         let host = weights::params_from_bytes_except(&net.layout, weights_bytes, Some(word))?;
-        let params = host.into_device_quantized_words(&net.layout, &device, q, &cfg.gen_vocab)?;
+        let mut params =
+            host.into_device_quantized_words(&net.layout, &device, q, &cfg.gen_vocab)?;
+        // The encoder's weight matrices stored as int8 stay int8 too (a
+        // quarter of the memory; each request dequantizes them as it goes).
+        for layer in &net.layout.enc {
+            for l in [
+                layer.attn.q,
+                layer.attn.k,
+                layer.attn.v,
+                layer.attn.o,
+                layer.ff1,
+                layer.ff2,
+            ] {
+                let Some(name) = net.layout.specs.get(l.w).map(|s| s.name.clone()) else {
+                    continue;
+                };
+                if let Some(rows) = weights::int8_rows(weights_bytes, &name)? {
+                    params.hold_int8(l.w, rows);
+                }
+            }
+        }
         Self::assemble(cfg, net, params, device, tokenizer)
     }
 
@@ -385,7 +438,9 @@ pub fn greedy(
         let cos = ranker.scores(query, tools)?;
         let words = crate::render::OverlapIndex::new(tok, tools)?.scores(query)?;
         let w = cfg.rank_weight as f32;
-        Ok(Some(words.iter().zip(&cos).map(|(o, c)| o + w * c).collect()))
+        Ok(Some(
+            words.iter().zip(&cos).map(|(o, c)| o + w * c).collect(),
+        ))
     };
     let r = render_ranked(tok, query, tools, infer_limits(cfg), &keep, &mut rank)?;
     let t_render = t0.elapsed();

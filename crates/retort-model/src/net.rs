@@ -9,6 +9,7 @@
 //! Output space of one decoding step: `[actions | generation vocabulary |
 //! source positions]` (see [`OutSpace`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData, activation};
@@ -426,6 +427,7 @@ impl HostParams {
                 rows: word,
                 gen_table,
             })),
+            int8: BTreeMap::new(),
         })
     }
 
@@ -487,10 +489,40 @@ impl QuantRows {
         out
     }
 
-    /// The whole table as f32.
+    /// The whole table as f32 (the same values as [`QuantRows::gather`]),
+    /// with the widest vector instructions the CPU has.
     pub fn dequantize(&self) -> Vec<f32> {
-        let ids: Vec<i64> = (0..self.rows as i64).collect();
-        self.gather(&ids)
+        let mut out = vec![0f32; self.rows * self.cols];
+        pulp::Arch::new().dispatch(Dequantize {
+            q: self,
+            out: &mut out,
+        });
+        out
+    }
+}
+
+/// `q * scale` row by row (a struct, not a closure, so that `dispatch`
+/// compiles the loop for the chosen instruction set).
+struct Dequantize<'a> {
+    q: &'a QuantRows,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Dequantize<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let cols = self.q.cols.max(1);
+        for ((o, row), &s) in self
+            .out
+            .chunks_exact_mut(cols)
+            .zip(self.q.q.chunks_exact(cols))
+            .zip(&self.q.scale)
+        {
+            for (x, &b) in o.iter_mut().zip(row) {
+                *x = b as f32 * s;
+            }
+        }
     }
 }
 
@@ -511,15 +543,48 @@ pub struct Params {
     /// Inference only: the word embeddings as int8 rows on the host (the
     /// tensor in `t` is then a placeholder).
     pub words: Option<Arc<QuantWords>>,
+    /// Inference only: matrices held as int8 rows on the host, by layout
+    /// index (the tensors in `t` are then placeholders); [`Params::get`]
+    /// dequantizes them on each use.
+    pub int8: BTreeMap<usize, Arc<QuantRows>>,
 }
 
 impl Params {
     pub fn new(t: Vec<Tensor<2>>) -> Params {
-        Params { t, words: None }
+        Params {
+            t,
+            words: None,
+            int8: BTreeMap::new(),
+        }
     }
 
+    /// Parameter `i` as a tensor (dequantized when it is held as int8).
     pub fn get(&self, i: usize) -> Tensor<2> {
+        if let Some(q) = self.int8.get(&i) {
+            let device = self.t[i].device();
+            return Tensor::from_data(TensorData::new(q.dequantize(), [q.rows, q.cols]), &device);
+        }
         self.t[i].clone()
+    }
+
+    /// Hold parameter `i` as int8 rows from now on, if `rows` has its
+    /// shape (`false`, changing nothing, otherwise). Outputs stay the same
+    /// when the parameter's values were `rows` dequantized; memory drops to
+    /// a quarter, and each use pays for dequantizing.
+    pub fn hold_int8(&mut self, i: usize, rows: QuantRows) -> bool {
+        let Some(t) = self.t.get(i) else {
+            return false;
+        };
+        if t.dims() != [rows.rows, rows.cols] || rows.q.len() != rows.rows * rows.cols {
+            return false;
+        }
+        let device = t.device();
+        self.t[i] = Tensor::from_data(
+            TensorData::new(vec![0f32; rows.cols], [1, rows.cols]),
+            &device,
+        );
+        self.int8.insert(i, Arc::new(rows));
+        true
     }
 
     /// Download to the host.
@@ -528,8 +593,9 @@ impl Params {
             .t
             .iter()
             .enumerate()
-            .map(|(i, t)| match &self.words {
-                Some(w) if w.index == i => Ok(w.rows.dequantize()),
+            .map(|(i, t)| match (&self.words, self.int8.get(&i)) {
+                (Some(w), _) if w.index == i => Ok(w.rows.dequantize()),
+                (_, Some(q)) => Ok(q.dequantize()),
                 _ => t
                     .to_data()
                     .try_to_vec::<f32>()

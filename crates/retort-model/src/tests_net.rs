@@ -614,13 +614,15 @@ fn call_and_argument_biases_steer_decoding() {
     assert!(m.update_config(|c| c.extra_call_bias = 51.0).is_err());
 }
 
-/// A compact model file keeps its int8 word table as int8 in memory; the
-/// outputs equal those of the same file fully dequantized to f32.
+/// A compact model file keeps its int8 word table and encoder matrices as
+/// int8 in memory; the outputs equal those of the same file fully
+/// dequantized to f32.
 #[test]
 fn int8_word_table_gives_the_outputs_of_dequantized_weights() {
     let Some(tj) = tokenizer_json() else { return };
     let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016, 2047, 3000]);
     cfg.hidden = 64; // wide enough for int8 storage of the word table
+    cfg.enc_ffn = 1024; // and of the encoder's feed-forward matrices
     let layout = Layout::new(&cfg);
     let host = HostParams::init(&layout, 11);
     let dir = tempfile::tempdir().expect("tmp");
@@ -630,6 +632,9 @@ fn int8_word_table_gives_the_outputs_of_dequantized_weights() {
         .expect("save");
     let q = Model::load(dir.path()).expect("load");
     assert!(q.params.words.is_some(), "the word table stays int8");
+    // So do the encoder matrices big enough to be stored as int8 (the
+    // feed-forward ones: 64 x 1024).
+    assert_eq!(q.params.int8.len(), 2, "{:?}", q.params.int8.keys());
     let bytes = std::fs::read(dir.path().join("model.safetensors")).expect("read");
     let f32_host = weights::params_from_bytes(&layout, &bytes).expect("f32");
     let f = Model::from_parts(cfg, &f32_host, &tj).expect("f32 model");
@@ -731,7 +736,7 @@ fn ranking_embedding_is_the_normalised_mean_of_the_encoder_states() {
     let full = crate::fastenc::full_pass(&m.net, &m.params, &ids, &segs, &m.device)
         .expect("pass")
         .into_data()
-        .to_vec::<f32>()
+        .try_to_vec::<f32>()
         .expect("floats");
     let d = m.cfg.hidden;
     let mut mean = vec![0f32; d];
@@ -769,18 +774,26 @@ fn big_catalogues_are_ranked_with_cached_embeddings() {
     let tools = Tool::parse_many(&serde_json::Value::Array(many), ToolFormat::Auto).expect("tools");
     let opts = CallOptions::default();
     // Word pieces only: no embeddings are computed.
-    m.predict("do thing number 7", &tools, &opts).expect("predict");
+    m.predict("do thing number 7", &tools, &opts)
+        .expect("predict");
     assert_eq!(m.embed_cache.stats().entries, 0);
     m.update_config(|c| {
         c.rank_layers = 1;
         c.rank_weight = 8.0;
     })
     .expect("config");
-    let d = m.predict("do thing number 7", &tools, &opts).expect("predict");
+    let d = m
+        .predict("do thing number 7", &tools, &opts)
+        .expect("predict");
     retort_core::validate_all(&d.calls, &tools).expect("valid");
     let s = m.embed_cache.stats();
     assert_eq!((s.entries, s.misses), (81, 81), "80 tools and the query");
-    m.predict("do thing number 9", &tools, &opts).expect("predict");
+    m.predict("do thing number 9", &tools, &opts)
+        .expect("predict");
     let s = m.embed_cache.stats();
-    assert_eq!((s.entries, s.hits), (82, 80), "only the new query is embedded");
+    assert_eq!(
+        (s.entries, s.hits),
+        (82, 80),
+        "only the new query is embedded"
+    );
 }

@@ -246,6 +246,7 @@ fn inference_params(p: &Params) -> Params {
     Params {
         t: p.t.iter().map(|t| t.clone().inner()).collect(),
         words: p.words.clone(),
+        int8: p.int8.clone(),
     }
 }
 
@@ -396,6 +397,7 @@ fn fork_params(params: &Params, trainable: &[bool]) -> Params {
             })
             .collect(),
         words: params.words.clone(),
+        int8: params.int8.clone(),
     }
 }
 

@@ -76,6 +76,10 @@ pub struct RankArgs {
         default_value = "1,3,5,10"
     )]
     k: Vec<usize>,
+    /// Rank, for each query, only the tools it came with (what a request
+    /// whose tools do not fit ranks) instead of the whole catalogue.
+    #[arg(long)]
+    own_tools: bool,
     /// Use only the first N queries.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -133,48 +137,54 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     }
 }
 
+/// A query, the tools it came with, and the names of the tools it calls.
+type RankPair = (String, Vec<retort_core::Tool>, Vec<String>);
+
+/// Scores of tools for a query.
+type ScoreFn<'a> =
+    dyn FnMut(&str, &[retort_core::Tool]) -> Result<Vec<f32>, retort_model::ModelError> + 'a;
+
 fn rank(args: RankArgs) -> anyhow::Result<()> {
     use retort_model::rank::{RankCase, Ranker, evaluate_ranking};
     if args.k.is_empty() || args.k.contains(&0) {
         anyhow::bail!("--k needs values of at least 1");
     }
-    let (source, pairs): (String, Vec<(String, Vec<retort_core::Tool>, Vec<String>)>) =
-        match (&args.examples, &args.bfcl) {
-            (Some(path), _) => {
-                let (examples, bad) = retort_train::data::load_jsonl(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                if bad > 0 {
-                    eprintln!("note: {bad} lines of {} are not examples", path.display());
-                }
-                let pairs = examples
-                    .into_iter()
-                    .map(|e| {
-                        let gold = e.calls.iter().map(|c| c.name.clone()).collect();
-                        (e.query, e.tools, gold)
-                    })
-                    .collect();
-                (path.display().to_string(), pairs)
+    let (source, pairs): (String, Vec<RankPair>) = match (&args.examples, &args.bfcl) {
+        (Some(path), _) => {
+            let (examples, bad) = retort_train::data::load_jsonl(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if bad > 0 {
+                eprintln!("note: {bad} lines of {} are not examples", path.display());
             }
-            (None, Some(dir)) => {
-                let entries = retort_eval::load_limited(dir, &args.categories, None)
-                    .with_context(|| format!("loading BFCL data from {}", dir.display()))?;
-                let pairs = entries
-                    .into_iter()
-                    .map(|e| {
-                        let gold = e
-                            .answer
-                            .iter()
-                            .flatten()
-                            .filter_map(|a| a.as_object())
-                            .flat_map(|o| o.keys().cloned())
-                            .collect();
-                        (e.query, e.tools, gold)
-                    })
-                    .collect();
-                (format!("BFCL {}", dir.display()), pairs)
-            }
-            (None, None) => anyhow::bail!("give --examples FILE or --bfcl DIR"),
-        };
+            let pairs = examples
+                .into_iter()
+                .map(|e| {
+                    let gold = e.calls.iter().map(|c| c.name.clone()).collect();
+                    (e.query, e.tools, gold)
+                })
+                .collect();
+            (path.display().to_string(), pairs)
+        }
+        (None, Some(dir)) => {
+            let entries = retort_eval::load_limited(dir, &args.categories, None)
+                .with_context(|| format!("loading BFCL data from {}", dir.display()))?;
+            let pairs = entries
+                .into_iter()
+                .map(|e| {
+                    let gold = e
+                        .answer
+                        .iter()
+                        .flatten()
+                        .filter_map(|a| a.as_object())
+                        .flat_map(|o| o.keys().cloned())
+                        .collect();
+                    (e.query, e.tools, gold)
+                })
+                .collect();
+            (format!("BFCL {}", dir.display()), pairs)
+        }
+        (None, None) => anyhow::bail!("give --examples FILE or --bfcl DIR"),
+    };
     let mut catalogue: Vec<retort_core::Tool> = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (_, tools, _) in &pairs {
@@ -184,14 +194,15 @@ fn rank(args: RankArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let mut cases: Vec<RankCase> = pairs
+    let mut own: Vec<(RankCase, Vec<retort_core::Tool>)> = pairs
         .into_iter()
         .filter(|(_, _, gold)| !gold.is_empty())
-        .map(|(query, _, gold)| RankCase { query, gold })
+        .map(|(query, tools, gold)| (RankCase { query, gold }, tools))
         .collect();
     if let Some(n) = args.limit {
-        cases.truncate(n);
+        own.truncate(n);
     }
+    let cases: Vec<RankCase> = own.iter().map(|(c, _)| c.clone()).collect();
     if cases.is_empty() || catalogue.is_empty() {
         anyhow::bail!("{source} has no queries with calls to rank");
     }
@@ -221,11 +232,36 @@ fn rank(args: RankArgs) -> anyhow::Result<()> {
         "ms/query"
     );
     let overlap = retort_model::render::OverlapIndex::new(&model.tok, &catalogue)?;
-    let row = |label: String,
-               score: &mut dyn FnMut(&str) -> Result<Vec<f32>, retort_model::ModelError>|
-     -> anyhow::Result<()> {
+    let row = |label: String, score: &mut ScoreFn<'_>| -> anyhow::Result<()> {
         let t0 = std::time::Instant::now();
-        let report = evaluate_ranking(&catalogue, &cases, &args.k, score)?;
+        let report = if args.own_tools {
+            // Each query ranks only the tools it came with.
+            let (mut golds, mut rr) = (0usize, 0f64);
+            let mut hits = vec![0f64; args.k.len()];
+            for (case, tools) in &own {
+                let r = evaluate_ranking(tools, std::slice::from_ref(case), &args.k, &mut |q| {
+                    score(q, tools)
+                })?;
+                golds += r.golds;
+                rr += r.mrr * r.golds as f64;
+                for (h, (_, x)) in hits.iter_mut().zip(&r.recall) {
+                    *h += x * r.golds as f64;
+                }
+            }
+            let g = golds.max(1) as f64;
+            retort_model::rank::RankReport {
+                golds,
+                recall: args
+                    .k
+                    .iter()
+                    .zip(&hits)
+                    .map(|(&k, &h)| (k, h / g))
+                    .collect(),
+                mrr: rr / g,
+            }
+        } else {
+            evaluate_ranking(&catalogue, &cases, &args.k, &mut |q| score(q, &catalogue))?
+        };
         let ms = t0.elapsed().as_secs_f64() * 1e3 / cases.len() as f64;
         let cells: String = report
             .recall
@@ -237,7 +273,13 @@ fn rank(args: RankArgs) -> anyhow::Result<()> {
     };
     for &n in &args.layers {
         if n == 0 {
-            row("word pieces".into(), &mut |q| overlap.scores(q))?;
+            row("word pieces".into(), &mut |q, ts| {
+                if args.own_tools {
+                    retort_model::render::OverlapIndex::new(&model.tok, ts)?.scores(q)
+                } else {
+                    overlap.scores(q)
+                }
+            })?;
             continue;
         }
         let cache = retort_model::cache::EmbedCache::new(64 << 20);
@@ -252,13 +294,22 @@ fn rank(args: RankArgs) -> anyhow::Result<()> {
         // The catalogue is embedded once, untimed; the time per query
         // covers embedding the query and scoring the whole catalogue.
         let embedded = ranker.embed_tools(&catalogue)?;
-        row(format!("embedding({n})"), &mut |q| {
-            ranker.scores_against(q, &embedded)
-        })?;
+        let cosines = |q: &str, ts: &[retort_core::Tool]| {
+            if args.own_tools {
+                ranker.scores(q, ts)
+            } else {
+                ranker.scores_against(q, &embedded)
+            }
+        };
+        row(format!("embedding({n})"), &mut |q, ts| cosines(q, ts))?;
         for &w in &args.mix {
-            row(format!("words + {w} x emb({n})"), &mut |q| {
-                let o = overlap.scores(q)?;
-                let e = ranker.scores_against(q, &embedded)?;
+            row(format!("words + {w} x emb({n})"), &mut |q, ts| {
+                let o = if args.own_tools {
+                    retort_model::render::OverlapIndex::new(&model.tok, ts)?.scores(q)?
+                } else {
+                    overlap.scores(q)?
+                };
+                let e = cosines(q, ts)?;
                 Ok(o.iter().zip(&e).map(|(a, b)| a + w as f32 * b).collect())
             })?;
         }
