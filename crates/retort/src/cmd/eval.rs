@@ -151,8 +151,8 @@ fn rank(args: RankArgs) -> anyhow::Result<()> {
     }
     let (source, pairs): (String, Vec<RankPair>) = match (&args.examples, &args.bfcl) {
         (Some(path), _) => {
-            let (examples, bad) = retort_train::data::load_jsonl(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            // The error names the file already.
+            let (examples, bad) = retort_train::data::load_jsonl(path)?;
             if bad > 0 {
                 eprintln!("note: {bad} lines of {} are not examples", path.display());
             }
