@@ -147,40 +147,30 @@ impl Model {
         let cfg = ModelConfig::from_json(config)?;
         let device = Device::flex();
         let net = Net::new(cfg.clone(), &device)?;
-        // The word table stays int8 when the file stores it so (the
-        // shipped model): the same values in a quarter of the memory.
-        let word = net.layout.word;
-        let word_name = net.layout.specs.get(word).map(|s| s.name.clone());
-        let q = match &word_name {
-            Some(n) => weights::int8_rows(weights_bytes, n)?,
-            None => None,
-        };
-        let Some(q) = q else {
-            let host = weights::params_from_bytes(&net.layout, weights_bytes)?;
+        // The word table and the encoder's weight matrices stay int8 when
+        // the file stores them so (the shipped model): the same values in a
+        // quarter of the memory; requests dequantize the matrices as they go.
+        let layout = &net.layout;
+        let mut wanted: Vec<usize> = vec![layout.word];
+        for layer in &layout.enc {
+            let a = layer.attn;
+            wanted.extend([a.q.w, a.k.w, a.v.w, a.o.w, layer.ff1.w, layer.ff2.w]);
+        }
+        let name = |i: usize| layout.specs.get(i).map(|s| s.name.as_str());
+        let names: Vec<&str> = wanted.iter().filter_map(|&i| name(i)).collect();
+        let mut found = weights::int8_tensors(weights_bytes, &names)?;
+        let Some(q) = name(layout.word).and_then(|n| found.remove(n)) else {
+            let host = weights::params_from_bytes(layout, weights_bytes)?;
             return Self::from_host(cfg, host, tokenizer);
         };
-        let host = weights::params_from_bytes_except(&net.layout, weights_bytes, Some(word))?;
-        let mut params =
-            host.into_device_quantized_words(&net.layout, &device, q, &cfg.gen_vocab)?;
-        // The encoder's weight matrices stored as int8 stay int8 too (a
-        // quarter of the memory; each request dequantizes them as it goes).
-        for layer in &net.layout.enc {
-            for l in [
-                layer.attn.q,
-                layer.attn.k,
-                layer.attn.v,
-                layer.attn.o,
-                layer.ff1,
-                layer.ff2,
-            ] {
-                let Some(name) = net.layout.specs.get(l.w).map(|s| s.name.clone()) else {
-                    continue;
-                };
-                if let Some(rows) = weights::int8_rows(weights_bytes, &name)? {
-                    params.hold_int8(l.w, rows);
-                }
-            }
-        }
+        let mats: Vec<(usize, crate::net::QuantRows)> = wanted
+            .iter()
+            .filter_map(|&i| Some((i, found.remove(name(i)?)?)))
+            .collect();
+        let mut skip: Vec<usize> = mats.iter().map(|(i, _)| *i).collect();
+        skip.push(layout.word);
+        let host = weights::params_from_bytes_except(layout, weights_bytes, &skip)?;
+        let params = host.into_device_quantized(layout, &device, q, &cfg.gen_vocab, mats)?;
         Self::assemble(cfg, net, params, device, tokenizer)
     }
 
@@ -422,7 +412,7 @@ pub fn greedy(
         .collect();
     let t0 = std::time::Instant::now();
     // Tool relevance for leaving tools out, computed only when they do not
-    // all fit: shared word pieces plus the weighted embedding cosine.
+    // all fit: the weighted embedding cosine, added to shared word pieces.
     let mut rank = || -> Result<Option<Vec<f32>>, ModelError> {
         if cfg.rank_layers == 0 || cfg.rank_weight == 0.0 {
             return Ok(None);
@@ -435,11 +425,9 @@ pub fn greedy(
             layers: cfg.rank_layers,
             cache: aids.embed_cache,
         };
-        let cos = ranker.scores(query, tools)?;
-        let words = crate::render::OverlapIndex::new(tok, tools)?.scores(query)?;
         let w = cfg.rank_weight as f32;
         Ok(Some(
-            words.iter().zip(&cos).map(|(o, c)| o + w * c).collect(),
+            ranker.scores(query, tools)?.iter().map(|c| w * c).collect(),
         ))
     };
     let r = render_ranked(tok, query, tools, infer_limits(cfg), &keep, &mut rank)?;

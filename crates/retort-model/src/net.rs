@@ -367,23 +367,23 @@ impl HostParams {
     /// Upload to a device for inference, giving up each host tensor as soon
     /// as it is uploaded, so loading never holds two full copies.
     pub fn into_device(self, layout: &Layout, device: &Device) -> Params {
-        Params::new(self.upload_owned(layout, device, None))
+        Params::new(self.upload_owned(layout, device, &[]))
     }
 
-    /// Upload, consuming the host tensors; `placeholder` gives the layout
-    /// index of a tensor uploaded as a `1 x D` placeholder instead.
+    /// Upload, consuming the host tensors; `placeholders` gives the layout
+    /// indices of tensors uploaded as `1 x D` placeholders instead.
     fn upload_owned(
         self,
         layout: &Layout,
         device: &Device,
-        placeholder: Option<usize>,
+        placeholders: &[usize],
     ) -> Vec<Tensor<2>> {
         self.values
             .into_iter()
             .zip(&layout.specs)
             .enumerate()
             .map(|(i, (v, s))| {
-                let (v, shape) = if Some(i) == placeholder {
+                let (v, shape) = if placeholders.contains(&i) {
                     (vec![0.0; s.shape[1]], [1, s.shape[1]])
                 } else {
                     (v, s.shape)
@@ -395,15 +395,18 @@ impl HostParams {
 
     /// [`HostParams::into_device`] with the word-embedding table kept as
     /// int8 rows on the host (`word`): the tensor at `layout.word` becomes
-    /// a `1 x D` placeholder, and lookups gather and dequantize rows. This
-    /// saves three quarters of the table's memory and changes no output
-    /// when the rows were stored as int8 anyway.
-    pub fn into_device_quantized_words(
+    /// a `1 x D` placeholder, and lookups gather and dequantize rows. The
+    /// matrices `mats` (layout index, rows) are kept as int8 rows too and
+    /// dequantized by [`Params::get`] on each use. This saves three
+    /// quarters of their memory and changes no output when they were
+    /// stored as int8 anyway. The host values of all of them may be empty.
+    pub fn into_device_quantized(
         self,
         layout: &Layout,
         device: &Device,
         word: QuantRows,
         gen_vocab: &[u32],
+        mats: Vec<(usize, QuantRows)>,
     ) -> Result<Params, ModelError> {
         let d = layout
             .specs
@@ -416,7 +419,18 @@ impl HostParams {
                 word.rows, word.cols
             )));
         }
-        let t = self.upload_owned(layout, device, Some(layout.word));
+        for (i, m) in &mats {
+            let shape = layout.specs.get(*i).map(|s| s.shape);
+            if shape != Some([m.rows, m.cols]) || m.q.len() != m.rows * m.cols {
+                return Err(ModelError::Weights(format!(
+                    "int8 matrix {}x{} does not match the layout's {shape:?}",
+                    m.rows, m.cols
+                )));
+            }
+        }
+        let mut placeholders: Vec<usize> = mats.iter().map(|(i, _)| *i).collect();
+        placeholders.push(layout.word);
+        let t = self.upload_owned(layout, device, &placeholders);
         let ids = gen_id_list(gen_vocab);
         let gen_table =
             Tensor::<2>::from_data(TensorData::new(word.gather(&ids), [ids.len(), d]), device);
@@ -427,7 +441,7 @@ impl HostParams {
                 rows: word,
                 gen_table,
             })),
-            int8: BTreeMap::new(),
+            int8: mats.into_iter().map(|(i, m)| (i, Arc::new(m))).collect(),
         })
     }
 
@@ -565,26 +579,6 @@ impl Params {
             return Tensor::from_data(TensorData::new(q.dequantize(), [q.rows, q.cols]), &device);
         }
         self.t[i].clone()
-    }
-
-    /// Hold parameter `i` as int8 rows from now on, if `rows` has its
-    /// shape (`false`, changing nothing, otherwise). Outputs stay the same
-    /// when the parameter's values were `rows` dequantized; memory drops to
-    /// a quarter, and each use pays for dequantizing.
-    pub fn hold_int8(&mut self, i: usize, rows: QuantRows) -> bool {
-        let Some(t) = self.t.get(i) else {
-            return false;
-        };
-        if t.dims() != [rows.rows, rows.cols] || rows.q.len() != rows.rows * rows.cols {
-            return false;
-        }
-        let device = t.device();
-        self.t[i] = Tensor::from_data(
-            TensorData::new(vec![0f32; rows.cols], [1, rows.cols]),
-            &device,
-        );
-        self.int8.insert(i, Arc::new(rows));
-        true
     }
 
     /// Download to the host.

@@ -402,12 +402,14 @@ pub fn render(
     render_ranked(tok, query, tools, limits, keep, &mut || Ok(None))
 }
 
-/// Scores of the tools' relevance to the query, one per tool, computed only
-/// when some tool must be left out (`None`: rank by shared word pieces).
+/// Relevance of each tool to the query added to the word pieces it shares
+/// with the query, one per tool, computed only when some tool must be left
+/// out (`None`: shared word pieces alone).
 pub type RankFn<'a> = dyn FnMut() -> Result<Option<Vec<f32>>, ModelError> + 'a;
 
-/// [`render`], leaving out the tools with the lowest `rank()` scores first
-/// (the last such tool on ties) when the input is too long.
+/// [`render`], leaving out first the tools with the lowest relevance:
+/// shared word pieces plus `rank()`'s score (the last such tool on ties),
+/// when the input is too long.
 pub fn render_ranked(
     tok: &Tok,
     query: &str,
@@ -456,7 +458,8 @@ pub fn render_ranked(
     let mut td = limits.tool_desc_tokens;
     let mut pd = limits.param_desc_tokens;
     let mut included: Vec<usize> = (0..tools.len()).collect();
-    let mut scores: Option<Option<Vec<f32>>> = None;
+    // Relevance of each tool, computed when the first tool must go.
+    let mut scores: Option<Vec<f32>> = None;
     loop {
         let total: usize = included.iter().map(|&i| tool_len(&pre[i], td, pd, 0)).sum();
         if total <= budget {
@@ -467,24 +470,25 @@ pub fn render_ranked(
             pd /= 2;
             continue;
         }
-        // Leave out the least relevant tool (the last such tool on ties):
-        // by score when there are scores, else by shared word pieces.
-        if scores.is_none() {
-            let s = rank()?.filter(|s| s.len() == tools.len());
-            scores = Some(s);
-        }
-        let candidates = included
+        // Leave out the least relevant tool (the last such tool on ties).
+        let s = match &mut scores {
+            Some(s) => s,
+            None => {
+                let mut base: Vec<f32> = pre.iter().map(|t| overlap(&q, t) as f32).collect();
+                if let Some(extra) = rank()?.filter(|e| e.len() == base.len()) {
+                    for (b, e) in base.iter_mut().zip(extra) {
+                        *b += e;
+                    }
+                }
+                scores.insert(base)
+            }
+        };
+        let victim = included
             .iter()
             .enumerate()
-            .filter(|(_, i)| !keep.contains(i));
-        let victim = match scores.as_ref().and_then(|s| s.as_ref()) {
-            Some(s) => candidates
-                .min_by(|(ka, ia), (kb, ib)| s[**ia].total_cmp(&s[**ib]).then(kb.cmp(ka)))
-                .map(|(k, _)| k),
-            None => candidates
-                .min_by_key(|(k, i)| (overlap(&q, &pre[**i]), std::cmp::Reverse(*k)))
-                .map(|(k, _)| k),
-        };
+            .filter(|(_, i)| !keep.contains(i))
+            .min_by(|(ka, ia), (kb, ib)| s[**ia].total_cmp(&s[**ib]).then(kb.cmp(ka)))
+            .map(|(k, _)| k);
         match victim {
             Some(k) => {
                 included.remove(k);

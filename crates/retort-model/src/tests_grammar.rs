@@ -283,7 +283,7 @@ fn render_ranked_leaves_out_the_lowest_scored_tool_and_asks_only_when_needed() {
     // Everything fits: the scores are never computed.
     let r = crate::render::render_ranked(&tok, "weather in Oslo", &ts, LIM, &[], &mut || {
         asked += 1;
-        Ok(Some(vec![0.0, 1.0]))
+        Ok(Some(vec![0.0, 10.0]))
     })
     .expect("render");
     assert_eq!((r.tools.len(), asked), (2, 0));
@@ -298,10 +298,10 @@ fn render_ranked_leaves_out_the_lowest_scored_tool_and_asks_only_when_needed() {
         ..LIM
     };
     assert!(small.max_len < full.len());
-    // The scores overrule word overlap: "buy" (scored higher) stays.
+    // A large enough added score overrules word overlap: "buy" stays.
     let r = crate::render::render_ranked(&tok, "weather in Oslo", &ts, small, &[], &mut || {
         asked += 1;
-        Ok(Some(vec![0.0, 1.0]))
+        Ok(Some(vec![0.0, 10.0]))
     })
     .expect("render");
     assert_eq!(asked, 1);

@@ -128,18 +128,25 @@ pub fn read_tensors_except(bytes: &[u8], skip: &[&str]) -> Result<TensorMap, Mod
     Ok(out)
 }
 
-/// The rows of tensor `name` when the file stores it as int8 with per-row
-/// scales ([`Storage::Compact`]); `None` when it is stored otherwise.
-pub fn int8_rows(bytes: &[u8], name: &str) -> Result<Option<QuantRows>, ModelError> {
+/// The tensors among `names` that the file stores as int8 with per-row
+/// scales ([`Storage::Compact`]), by name (one pass over the file's header;
+/// names stored otherwise or absent are left out).
+pub fn int8_tensors(
+    bytes: &[u8],
+    names: &[&str],
+) -> Result<HashMap<String, QuantRows>, ModelError> {
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| ModelError::Weights(e.to_string()))?;
-    let Ok(t) = st.tensor(name) else {
-        return Ok(None);
-    };
-    if t.dtype() != Dtype::I8 {
-        return Ok(None);
+    let mut out = HashMap::new();
+    for &name in names {
+        let Ok(t) = st.tensor(name) else {
+            continue;
+        };
+        if t.dtype() == Dtype::I8 {
+            out.insert(name.to_string(), int8_tensor(&st, name, &t)?);
+        }
     }
-    int8_tensor(&st, name, &t).map(Some)
+    Ok(out)
 }
 
 /// An int8 tensor and its `NAME.__scale` row scales.
@@ -171,20 +178,20 @@ fn int8_tensor(
 
 /// Parameters in layout order from a model file written by [`serialize_params`].
 pub fn params_from_bytes(layout: &Layout, bytes: &[u8]) -> Result<HostParams, ModelError> {
-    params_from_bytes_except(layout, bytes, None)
+    params_from_bytes_except(layout, bytes, &[])
 }
 
-/// [`params_from_bytes`], leaving parameter `skip` (a layout index) as an
-/// empty placeholder that the caller fills another way.
+/// [`params_from_bytes`], leaving the parameters `skip` (layout indices)
+/// as empty placeholders that the caller fills another way.
 pub fn params_from_bytes_except(
     layout: &Layout,
     bytes: &[u8],
-    skip: Option<usize>,
+    skip: &[usize],
 ) -> Result<HostParams, ModelError> {
     let skip_name: Vec<&str> = skip
-        .and_then(|i| layout.specs.get(i))
+        .iter()
+        .filter_map(|&i| layout.specs.get(i))
         .map(|s| s.name.as_str())
-        .into_iter()
         .collect();
     let mut map = read_tensors_except(bytes, &skip_name)?;
     let values = layout
@@ -192,7 +199,7 @@ pub fn params_from_bytes_except(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            if Some(i) == skip {
+            if skip.contains(&i) {
                 return Ok(Vec::new());
             }
             let (shape, v) = map
