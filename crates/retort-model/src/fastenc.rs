@@ -30,17 +30,24 @@ fn upload(x: &[f32], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(x.to_vec(), [rows, cols]), device)
 }
 
-/// `x · W + b` for `rows` rows.
+/// `x · W + b` for `rows` rows; with `int8`, a matrix held as int8 is
+/// multiplied in integers ([`crate::qgemm`]).
 fn linear(
     p: &Params,
     l: Lin,
     x: &[f32],
     rows: usize,
+    int8: bool,
     device: &Device,
 ) -> Result<Vec<f32>, ModelError> {
-    let w = p.get(l.w);
-    let [d_in, d_out] = w.dims();
-    let mut y = host2(upload(x, rows, d_in, device).matmul(w))?;
+    let (mut y, d_out) = match p.int8.get(&l.w) {
+        Some(q) if int8 => (q.matmul(x, rows), q.n),
+        _ => {
+            let w = p.get(l.w);
+            let [d_in, d_out] = w.dims();
+            (host2(upload(x, rows, d_in, device).matmul(w))?, d_out)
+        }
+    };
     let b = host2(p.get(l.b))?;
     for row in y.chunks_mut(d_out) {
         for (v, bj) in row.iter_mut().zip(&b) {
@@ -105,6 +112,25 @@ pub(crate) fn sum8(xs: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// The largest of `xs` (`-inf` when empty) in sixteen partial maxima, so
+/// that it vectorises. NaNs are skipped, as by `f32::max`.
+#[inline(always)]
+pub(crate) fn max8(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let c = xs.chunks_exact(16);
+    let tail = c
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for x in c {
+        for k in 0..16 {
+            acc[k] = acc[k].max(x[k]);
+        }
+    }
+    acc.iter().copied().fold(tail, f32::max)
 }
 
 /// `e^x` in f32 arithmetic that the compiler can vectorise (no library
@@ -237,36 +263,83 @@ impl pulp::WithSimd for HeadAttention<'_> {
             total,
             scale,
         } = self;
-        let hs = h * dh..(h + 1) * dh;
+        // This head's keys transposed (`[dh, tp]`, zero beyond `total`)
+        // and values (`[total, dh]`), contiguous. Scores and context are
+        // then summed in register tiles (fixed-size `[f32; N]`
+        // accumulators, which the compiler keeps in vector registers)
+        // instead of being read and written back once per term.
+        const T: usize = 64;
+        let tp = total.div_ceil(T) * T;
+        let mut kt = vec![0f32; dh * tp];
+        let mut vh = vec![0f32; total * dh];
+        let mut at = 0;
+        for (k, v, n) in sources {
+            for j in 0..*n {
+                let base = j * d + h * dh;
+                for (t, &x) in k[base..base + dh].iter().enumerate() {
+                    kt[t * tp + at] = x;
+                }
+                vh[at * dh..(at + 1) * dh].copy_from_slice(&v[base..base + dh]);
+                at += 1;
+            }
+        }
         let mut out = vec![0f32; q * dh];
-        let mut scores = vec![0f32; total];
-        for i in 0..q {
-            let qi = &qm[i * d..][hs.clone()];
-            let mut at = 0;
-            for (k, _, n) in sources {
-                for j in 0..*n {
-                    scores[at] = dot(qi, &k[j * d..][hs.clone()]) * scale;
-                    at += 1;
+        let mut scores = vec![0f32; tp];
+        for (i, o) in out.chunks_exact_mut(dh).enumerate().take(q) {
+            let qi = &qm[i * d + h * dh..i * d + (h + 1) * dh];
+            for (jc, s) in scores.chunks_exact_mut(T).enumerate() {
+                let mut acc = [0f32; T];
+                for (&qt, row) in qi.iter().zip(kt.chunks_exact(tp)) {
+                    if let Ok(r) = <&[f32; T]>::try_from(&row[jc * T..jc * T + T]) {
+                        for l in 0..T {
+                            acc[l] += qt * r[l];
+                        }
+                    }
+                }
+                for l in 0..T {
+                    s[l] = acc[l] * scale;
                 }
             }
-            let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let scores = &mut scores[..total];
+            let m = max8(scores);
             for s in scores.iter_mut() {
                 *s = fast_exp(*s - m);
             }
-            let inv = 1.0 / sum8(&scores);
-            let o = &mut out[i * dh..(i + 1) * dh];
-            let mut at = 0;
-            for (_, v, n) in sources {
-                for j in 0..*n {
-                    let w = scores[at] * inv;
-                    at += 1;
-                    for (oj, vj) in o.iter_mut().zip(&v[j * d..][hs.clone()]) {
-                        *oj += w * vj;
+            let inv = 1.0 / sum8(scores);
+            for s in scores.iter_mut() {
+                *s *= inv;
+            }
+            match dh {
+                16 => context::<16>(scores, &vh, o),
+                32 => context::<32>(scores, &vh, o),
+                64 => context::<64>(scores, &vh, o),
+                _ => {
+                    for (&w, vr) in scores.iter().zip(vh.chunks_exact(dh)) {
+                        for (oj, &vj) in o.iter_mut().zip(vr) {
+                            *oj += w * vj;
+                        }
                     }
                 }
             }
         }
         out
+    }
+}
+
+/// `o = Σ_j w[j] · v[j]` over the rows `v[j]` (`D` wide) of `vh`, in a
+/// register tile.
+#[inline(always)]
+fn context<const D: usize>(w: &[f32], vh: &[f32], o: &mut [f32]) {
+    let mut acc = [0f32; D];
+    for (&wj, vr) in w.iter().zip(vh.chunks_exact(D)) {
+        if let Ok(r) = <&[f32; D]>::try_from(vr) {
+            for l in 0..D {
+                acc[l] += wj * r[l];
+            }
+        }
+    }
+    for (oj, a) in o.iter_mut().zip(acc) {
+        *oj = a;
     }
 }
 
@@ -352,19 +425,20 @@ fn layers(
 ) -> Result<Vec<f32>, ModelError> {
     let c = &net.cfg;
     let d = c.hidden;
+    let i8 = c.integer_products;
     for (li, layer) in net.layout.enc.iter().enumerate().take(n_layers) {
-        let qm = linear(p, layer.attn.q, &x, q, device)?;
-        let km = linear(p, layer.attn.k, &x, q, device)?;
-        let vm = linear(p, layer.attn.v, &x, q, device)?;
+        let qm = linear(p, layer.attn.q, &x, q, i8, device)?;
+        let km = linear(p, layer.attn.k, &x, q, i8, device)?;
+        let vm = linear(p, layer.attn.v, &x, q, i8, device)?;
         let ctx = attention(&qm, (&km, &vm), blocks, li, q, d, c.heads);
-        let a = linear(p, layer.attn.o, &ctx, q, device)?;
+        let a = linear(p, layer.attn.o, &ctx, q, i8, device)?;
         for (xi, ai) in x.iter_mut().zip(&a) {
             *xi += ai;
         }
         layer_norm(p, layer.ln1, &mut x, d, c.layer_norm_eps)?;
-        let mut hidden = linear(p, layer.ff1, &x, q, device)?;
+        let mut hidden = linear(p, layer.ff1, &x, q, i8, device)?;
         gelu_in_place(&mut hidden);
-        let fo = linear(p, layer.ff2, &hidden, q, device)?;
+        let fo = linear(p, layer.ff2, &hidden, q, i8, device)?;
         for (xi, fi) in x.iter_mut().zip(&fo) {
             *xi += fi;
         }

@@ -2,6 +2,7 @@
 //!
 //! - [`render`]: the MiniLM tokenizer and the input rendering (query + tools).
 //! - [`net`]: the BERT encoder and the pointer decoder (burn, `flex` backend).
+//! - [`qgemm`]: int8 products of the encoder's int8-stored matrices.
 //! - [`grammar`]: the schema state machine of constrained decoding.
 //! - [`targets`]: gold calls turned into training steps and masks.
 //! - [`weights`]: MiniLM import, model files (safetensors + config + tokenizer).
@@ -17,6 +18,7 @@ pub mod fastenc;
 pub mod grammar;
 pub mod model;
 pub mod net;
+pub mod qgemm;
 pub mod rank;
 pub mod render;
 pub mod targets;

@@ -276,20 +276,30 @@ impl Model {
         tools: &[Tool],
         opts: &CallOptions,
     ) -> Result<Decoded, ModelError> {
-        greedy(
-            &self.net,
-            &self.params,
-            &self.tok,
-            query,
-            tools,
-            opts,
-            &self.device,
-            Aids {
-                tool_cache: Some(&self.tool_cache),
-                host_dec: Some(&self.host_dec),
-                embed_cache: Some(&self.embed_cache),
-            },
-        )
+        let run = || {
+            greedy(
+                &self.net,
+                &self.params,
+                &self.tok,
+                query,
+                tools,
+                opts,
+                &self.device,
+                Aids {
+                    tool_cache: Some(&self.tool_cache),
+                    host_dec: Some(&self.host_dec),
+                    embed_cache: Some(&self.embed_cache),
+                },
+            )
+        };
+        // The whole call runs on a thread of the rayon pool, so that its
+        // many small parallel loops are joins between the pool's threads,
+        // not a hand-off from this thread (a wake-up, then a sleep) each.
+        if rayon::current_thread_index().is_some() {
+            run()
+        } else {
+            rayon::scope(|_| run())
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::qgemm::PackedI8;
 
 /// Decoder actions (the first entries of the output space).
 pub mod action {
@@ -441,7 +442,10 @@ impl HostParams {
                 rows: word,
                 gen_table,
             })),
-            int8: mats.into_iter().map(|(i, m)| (i, Arc::new(m))).collect(),
+            int8: mats
+                .into_iter()
+                .map(|(i, m)| (i, Arc::new(PackedI8::new(&m))))
+                .collect(),
         })
     }
 
@@ -558,9 +562,10 @@ pub struct Params {
     /// tensor in `t` is then a placeholder).
     pub words: Option<Arc<QuantWords>>,
     /// Inference only: matrices held as int8 rows on the host, by layout
-    /// index (the tensors in `t` are then placeholders); [`Params::get`]
-    /// dequantizes them on each use.
-    pub int8: BTreeMap<usize, Arc<QuantRows>>,
+    /// index (the tensors in `t` are then placeholders), laid out for
+    /// integer products ([`crate::qgemm`]); [`Params::get`] dequantizes
+    /// them on each use.
+    pub int8: BTreeMap<usize, Arc<PackedI8>>,
 }
 
 impl Params {
@@ -576,7 +581,7 @@ impl Params {
     pub fn get(&self, i: usize) -> Tensor<2> {
         if let Some(q) = self.int8.get(&i) {
             let device = self.t[i].device();
-            return Tensor::from_data(TensorData::new(q.dequantize(), [q.rows, q.cols]), &device);
+            return Tensor::from_data(TensorData::new(q.dequantize(), [q.k, q.n]), &device);
         }
         self.t[i].clone()
     }

@@ -657,6 +657,61 @@ fn int8_word_table_gives_the_outputs_of_dequantized_weights() {
     }
 }
 
+/// With `integer_products`, the encoder's int8 matrices are multiplied in
+/// integers: the states move (the path is taken) but stay close to the
+/// f32 products', and the calls stay valid.
+#[test]
+fn integer_products_stay_close_to_f32_products() {
+    let Some(tj) = tokenizer_json() else { return };
+    let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016, 2047, 3000]);
+    cfg.hidden = 64;
+    cfg.enc_ffn = 1024;
+    let layout = Layout::new(&cfg);
+    let host = HostParams::init(&layout, 12);
+    let dir = tempfile::tempdir().expect("tmp");
+    Model::from_parts(cfg, &host, &tj)
+        .expect("model")
+        .save(dir.path(), Storage::Compact)
+        .expect("save");
+    let mut m = Model::load(dir.path()).expect("load");
+    assert_eq!(m.params.int8.len(), 2);
+    let tools = weather_tools();
+    let r = crate::render::render(
+        &m.tok,
+        "weather for Reykjavik in f please",
+        &tools,
+        crate::model::infer_limits(&m.cfg),
+        &[],
+    )
+    .expect("render");
+    let states = |m: &Model| -> Vec<f32> {
+        crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device)
+            .expect("pass")
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("host")
+    };
+    let f = states(&m);
+    m.update_config(|c| c.integer_products = true).expect("cfg");
+    let q = states(&m);
+    let diff = f
+        .iter()
+        .zip(&q)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let scale = f.iter().map(|a| a.abs()).fold(0f32, f32::max);
+    assert!(diff > 0.0, "the integer path was not taken");
+    assert!(diff < 1e-3 * scale, "{diff} vs {scale}");
+    let d = m
+        .predict(
+            "weather for Reykjavik in f please",
+            &tools,
+            &CallOptions::default(),
+        )
+        .expect("predict");
+    retort_core::validate_all(&d.calls, &tools).expect("valid");
+}
+
 /// Which query pieces a copied value may not end or start at.
 #[test]
 fn word_boundaries_follow_the_query_text() {

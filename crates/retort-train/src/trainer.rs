@@ -917,6 +917,7 @@ pub struct DecodingOverrides {
     pub novel_repeat_calls: Option<bool>,
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
+    pub integer_products: Option<bool>,
 }
 
 impl DecodingOverrides {
@@ -933,6 +934,7 @@ impl DecodingOverrides {
             novel_repeat_calls,
             rank_layers,
             rank_weight,
+            integer_products,
         } = *self;
         cfg.copy_bias = copy_bias.unwrap_or(cfg.copy_bias);
         cfg.contiguous_copy = contiguous_copy.unwrap_or(cfg.contiguous_copy);
@@ -944,6 +946,7 @@ impl DecodingOverrides {
         cfg.novel_repeat_calls = novel_repeat_calls.unwrap_or(cfg.novel_repeat_calls);
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);
+        cfg.integer_products = integer_products.unwrap_or(cfg.integer_products);
     }
 }
 

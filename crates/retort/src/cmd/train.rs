@@ -156,6 +156,12 @@ pub struct TrainArgs {
     /// With --export: see --rank-layers.
     #[arg(long, value_name = "W")]
     rank_weight: Option<f64>,
+    /// With --export/--eval-only: multiply the encoder's int8-stored
+    /// matrices in integers, quantizing activations row by row to 16-bit
+    /// integers (faster, above all on CPUs with AVX-512 VNNI); stored in
+    /// the exported config.
+    #[arg(long, value_name = "BOOL")]
+    integer_products: Option<bool>,
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
@@ -183,6 +189,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 novel_repeat_calls: a.novel_repeat_calls,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
+                integer_products: a.integer_products,
             },
         )?;
         println!(
