@@ -255,6 +255,20 @@ async fn aborted_run_resumes_without_loss_or_duplicates() {
         run.abort();
         let killed_at = Instant::now();
         assert!(run.await.expect_err("aborted").is_cancelled());
+        // Aborting the run cancels its writer task at the writer's next
+        // await; an append already under way on another worker thread
+        // still finishes. Wait for the file to settle, as a second process
+        // would only start after the first one had exited.
+        let size = || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        let mut last = size();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = size();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         let partial = read_examples(&out);
         assert!(
             partial.len() < 40,
