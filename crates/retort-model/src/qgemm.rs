@@ -74,7 +74,7 @@ impl PackedI8 {
             groups,
             data,
             scale,
-            limit: bound.min(i16::MAX as usize) as f32,
+            limit: bound.clamp(1, i16::MAX as usize) as f32,
         }
     }
 
@@ -103,8 +103,11 @@ impl PackedI8 {
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         let kp = self.groups * PAIR;
         let n = self.n.max(1);
-        let (a, step) = self.quantize(x, m);
         let mut y = vec![0f32; m * self.n];
+        if self.k == 0 || self.n == 0 {
+            return y;
+        }
+        let (a, step) = self.quantize(x, m);
         // Rows are split between threads (each reads the whole matrix);
         // each task sums one block of 64 columns at a time into a small
         // tile and scales it straight into its rows of `y`.
@@ -477,6 +480,21 @@ mod tests {
                 "k={k}: {} vs -{want}",
                 y[0]
             );
+        }
+    }
+
+    #[test]
+    fn empty_matrices_give_zeros() {
+        for (k, n) in [(0, 5), (5, 0), (0, 0)] {
+            let w = QuantRows {
+                rows: k,
+                cols: n,
+                q: Vec::new(),
+                scale: vec![1.0; k],
+            };
+            let p = PackedI8::new(&w);
+            assert_eq!(p.matmul(&vec![1.0; 3 * k], 3), vec![0.0; 3 * n]);
+            assert!(p.dequantize().is_empty());
         }
     }
 
