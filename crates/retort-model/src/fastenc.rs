@@ -30,18 +30,18 @@ fn upload(x: &[f32], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(x.to_vec(), [rows, cols]), device)
 }
 
-/// `x · W + b` for `rows` rows; with `int8`, a matrix held as int8 is
+/// `x · W + b` for `rows` rows; with `integer`, a matrix held as int8 is
 /// multiplied in integers ([`crate::qgemm`]).
 fn linear(
     p: &Params,
     l: Lin,
     x: &[f32],
     rows: usize,
-    int8: bool,
+    integer: bool,
     device: &Device,
 ) -> Result<Vec<f32>, ModelError> {
     let (mut y, d_out) = match p.int8.get(&l.w) {
-        Some(q) if int8 => (q.matmul(x, rows), q.n),
+        Some(q) if integer => (q.matmul(x, rows), q.n),
         _ => {
             let w = p.get(l.w);
             let [d_in, d_out] = w.dims();
@@ -425,20 +425,20 @@ fn layers(
 ) -> Result<Vec<f32>, ModelError> {
     let c = &net.cfg;
     let d = c.hidden;
-    let i8 = c.integer_products;
+    let int = c.integer_products;
     for (li, layer) in net.layout.enc.iter().enumerate().take(n_layers) {
-        let qm = linear(p, layer.attn.q, &x, q, i8, device)?;
-        let km = linear(p, layer.attn.k, &x, q, i8, device)?;
-        let vm = linear(p, layer.attn.v, &x, q, i8, device)?;
+        let qm = linear(p, layer.attn.q, &x, q, int, device)?;
+        let km = linear(p, layer.attn.k, &x, q, int, device)?;
+        let vm = linear(p, layer.attn.v, &x, q, int, device)?;
         let ctx = attention(&qm, (&km, &vm), blocks, li, q, d, c.heads);
-        let a = linear(p, layer.attn.o, &ctx, q, i8, device)?;
+        let a = linear(p, layer.attn.o, &ctx, q, int, device)?;
         for (xi, ai) in x.iter_mut().zip(&a) {
             *xi += ai;
         }
         layer_norm(p, layer.ln1, &mut x, d, c.layer_norm_eps)?;
-        let mut hidden = linear(p, layer.ff1, &x, q, i8, device)?;
+        let mut hidden = linear(p, layer.ff1, &x, q, int, device)?;
         gelu_in_place(&mut hidden);
-        let fo = linear(p, layer.ff2, &hidden, q, i8, device)?;
+        let fo = linear(p, layer.ff2, &hidden, q, int, device)?;
         for (xi, fi) in x.iter_mut().zip(&fo) {
             *xi += fi;
         }
