@@ -13,7 +13,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::ModelError;
 use crate::fastenc::{dot, fast_exp, gelu_in_place, sum8};
-use crate::net::{Lin, Ln, Net, Params, Prepared};
+use crate::net::{Lin, Ln, Net, Params, Prepared, QuantRows};
+use crate::qgemm::PackedI8;
 
 fn host(t: Tensor<2>) -> Result<Vec<f32>, ModelError> {
     t.into_data()
@@ -37,6 +38,10 @@ pub(crate) enum HMat {
         scale: Vec<f32>,
         cols: usize,
     },
+    /// Integer products (the config's `integer_products`): the int8
+    /// matrix packed for [`PackedI8::matmul`], in the orientation of the
+    /// one product it serves ([`HMat::integer`]).
+    Int(PackedI8),
 }
 
 impl HMat {
@@ -53,14 +58,51 @@ impl HMat {
         Ok(Self::new(host(t)?, rows, cols))
     }
 
+    /// The same matrix for integer products: an int8 matrix is packed for
+    /// `x · M` ([`HMat::vecmat_add`]) or, with `for_matvec`, for `M · x`
+    /// ([`HMat::matvec`]) and then serves only that product; an f32
+    /// matrix stays as it is.
+    fn integer(self, for_matvec: bool) -> Self {
+        match self {
+            HMat::I8 { q, scale, cols } => {
+                let w = QuantRows {
+                    rows: scale.len(),
+                    cols,
+                    q,
+                    scale,
+                };
+                HMat::Int(if for_matvec {
+                    PackedI8::transposed(&w)
+                } else {
+                    PackedI8::new(&w)
+                })
+            }
+            other => other,
+        }
+    }
+
     /// `y += x · M` (`x` has `rows` entries, `y` has `cols`).
     fn vecmat_add(&self, x: &[f32], y: &mut [f32]) {
-        pulp::Arch::new().dispatch(VecMatAdd { m: self, x, y })
+        match self {
+            HMat::Int(p) => {
+                for (yj, v) in y.iter_mut().zip(p.matmul(x, 1)) {
+                    *yj += v;
+                }
+            }
+            _ => pulp::Arch::new().dispatch(VecMatAdd { m: self, x, y }),
+        }
     }
 
     /// `M · x` (`x` has `cols` entries; one output per row).
     fn matvec(&self, x: &[f32]) -> Vec<f32> {
-        pulp::Arch::new().dispatch(MatVec { m: self, x })
+        match self {
+            HMat::Int(p) => p.matmul(x, 1),
+            _ => pulp::Arch::new().dispatch(MatVec { m: self, x }),
+        }
+    }
+
+    fn is_integer(&self) -> bool {
+        matches!(self, HMat::Int(_))
     }
 }
 
@@ -96,6 +138,11 @@ impl pulp::WithSimd for VecMatAdd<'_> {
                     for (yj, &qj) in y.iter_mut().zip(row) {
                         *yj += xs * qj as f32;
                     }
+                }
+            }
+            HMat::Int(p) => {
+                for (yj, v) in y.iter_mut().zip(p.matmul(x, 1)) {
+                    *yj += v;
                 }
             }
         }
@@ -135,6 +182,7 @@ impl pulp::WithSimd for MatVec<'_> {
                     (acc.iter().sum::<f32>() + tail) * s
                 })
                 .collect(),
+            HMat::Int(p) => p.matmul(x, 1),
         }
     }
 }
@@ -208,6 +256,37 @@ impl HLin {
         self.w.vecmat_add(x, &mut y);
         y
     }
+
+    fn integer(self) -> Self {
+        HLin {
+            w: self.w.integer(false),
+            b: self.b,
+        }
+    }
+
+    /// `x · W + b` for the `m` rows of `x`, in one product when the
+    /// matrix is packed for integer products.
+    fn apply_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let d_in = x.len() / m.max(1);
+        let mut y = match &self.w {
+            HMat::Int(p) => p.matmul(x, m),
+            _ => x
+                .chunks_exact(d_in.max(1))
+                .take(m)
+                .flat_map(|r| {
+                    let mut y = vec![0f32; self.b.len()];
+                    self.w.vecmat_add(r, &mut y);
+                    y
+                })
+                .collect(),
+        };
+        for row in y.chunks_exact_mut(self.b.len().max(1)) {
+            for (v, b) in row.iter_mut().zip(&self.b) {
+                *v += b;
+            }
+        }
+        y
+    }
 }
 
 /// A layer norm on the host (population variance).
@@ -270,6 +349,33 @@ pub struct HostDecoder {
     d: usize,
     heads: usize,
     max_steps: usize,
+    /// With integer products: the per-request projections of the encoder
+    /// states, so that [`HostDecoder::prepare_host`] needs no burn pass.
+    host_prep: Option<HostPrep>,
+}
+
+/// The cross-attention key and value projections of every decoder layer
+/// and the pointer-key projection, packed for integer products.
+#[derive(Debug, Clone)]
+struct HostPrep {
+    cross: Vec<(HLin, HLin)>,
+    ptr_k: HLin,
+}
+
+impl HLayer {
+    fn integer(self) -> Self {
+        HLayer {
+            sq: self.sq.integer(),
+            sk: self.sk.integer(),
+            sv: self.sv.integer(),
+            so: self.so.integer(),
+            cq: self.cq.integer(),
+            co: self.co.integer(),
+            ff1: self.ff1.integer(),
+            ff2: self.ff2.integer(),
+            ..self
+        }
+    }
 }
 
 const DEC_EPS: f32 = 1e-5;
@@ -301,7 +407,7 @@ impl HostDecoder {
             Some(w) => w.gen_table.clone(),
             None => p.get(l.word).select(0, net.gen_ids.clone()),
         };
-        Ok(HostDecoder {
+        let hd = HostDecoder {
             layers,
             dec_ln: HLn::new(p, l.dec_ln)?,
             act: HLin::new(p, l.act)?,
@@ -314,6 +420,74 @@ impl HostDecoder {
             d: net.cfg.hidden,
             heads: net.cfg.heads,
             max_steps: net.cfg.max_steps,
+            host_prep: None,
+        };
+        if !net.cfg.integer_products {
+            return Ok(hd);
+        }
+        // Integer products: every int8 matrix is packed (f32 ones stay
+        // f32), and the encoder-side projections are kept on the host when
+        // all of them are int8.
+        let cross = l
+            .dec
+            .iter()
+            .map(|x| Ok((HLin::new(p, x.cross.k)?.integer(), HLin::new(p, x.cross.v)?.integer())))
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let ptr_k = HLin::new(p, l.ptr_k)?.integer();
+        let all_int = ptr_k.w.is_integer() && cross.iter().all(|(k, v)| k.w.is_integer() && v.w.is_integer());
+        Ok(HostDecoder {
+            layers: hd.layers.into_iter().map(HLayer::integer).collect(),
+            act: hd.act.integer(),
+            gen_q: hd.gen_q.integer(),
+            ptr_q: hd.ptr_q.integer(),
+            gen_table: hd.gen_table.integer(true),
+            host_prep: all_int.then_some(HostPrep { cross, ptr_k }),
+            ..hd
+        })
+    }
+
+    /// Whether [`HostDecoder::prepare_host`] is available (integer
+    /// products over int8 matrices).
+    pub fn prepares_on_host(&self) -> bool {
+        self.host_prep.is_some()
+    }
+
+    /// The per-request state of host decoding straight from the encoder
+    /// states `[1, S, D]` and the padding bias `[1, 1, 1, S]`, the
+    /// projections done as integer products (what [`Net::prepare`] does in
+    /// f32). Falls back to [`Net::prepare`] when not
+    /// [`HostDecoder::prepares_on_host`].
+    pub fn prepare_host<'a>(
+        &'a self,
+        net: &'a Net,
+        p: &'a Params,
+        enc: Tensor<3>,
+        pad_bias: Tensor<4>,
+    ) -> Result<HostPrepared<'a>, ModelError> {
+        let Some(hp) = &self.host_prep else {
+            let prep = net.prepare(p, enc, pad_bias);
+            return self.prepare(net, p, &prep);
+        };
+        let [_, s, d] = enc.dims();
+        let device = enc.device();
+        let enc = host(enc.reshape([s, d]))?;
+        let cross = hp
+            .cross
+            .iter()
+            .map(|(k, v)| (k.apply_rows(&enc, s), v.apply_rows(&enc, s)))
+            .collect();
+        Ok(HostPrepared {
+            dec: self,
+            net,
+            p,
+            ptr_k: hp.ptr_k.apply_rows(&enc, s),
+            enc,
+            pad_bias: host(pad_bias.reshape([1, s]))?,
+            cross,
+            self_kv: vec![(Vec::new(), Vec::new()); self.layers.len()],
+            s,
+            t: 0,
+            device,
         })
     }
 
@@ -537,7 +711,7 @@ mod tests {
         let (q, _, w) = matrix(rows, cols);
         match HMat::new(w.clone(), rows, cols) {
             HMat::I8 { q: got, .. } => assert_eq!(got, q),
-            HMat::F32 { .. } => panic!("a dequantized int8 matrix should stay int8"),
+            _ => panic!("a dequantized int8 matrix should stay int8"),
         }
         let mut off = w;
         off[5] += 1e-4;
@@ -562,6 +736,20 @@ mod tests {
             assert!((a[j] - want).abs() < 1e-4 && (b[j] - want).abs() < 1e-4);
         }
         let xc: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.21).cos()).collect();
+        // Integer products: each activation rounded to 1/32767 of the
+        // largest, so within 1e-3 here.
+        let (iv, im) = (i8m.clone().integer(false), i8m.clone().integer(true));
+        assert!(iv.is_integer() && im.is_integer());
+        let mut c = vec![0.5f32; cols];
+        iv.vecmat_add(&x, &mut c);
+        for j in 0..cols {
+            assert!((a[j] - c[j]).abs() < 1e-3, "{j}: {} vs {}", a[j], c[j]);
+        }
+        for (r, (u, v)) in im.matvec(&xc).iter().zip(i8m.matvec(&xc)).enumerate() {
+            assert!((u - v).abs() < 1e-3, "{r}: {u} vs {v}");
+        }
+        // An f32 matrix stays f32.
+        assert!(!f32m.clone().integer(false).is_integer());
         let (ma, mb) = (i8m.matvec(&xc), f32m.matvec(&xc));
         assert_eq!(ma.len(), rows);
         for r in 0..rows {

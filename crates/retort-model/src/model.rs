@@ -49,7 +49,7 @@ pub struct Model {
     /// Sentence embeddings of recent queries and tools (tool ranking).
     pub embed_cache: EmbedCache,
     /// The decoder's weights on the host, for fast greedy steps.
-    host_dec: HostDecoder,
+    pub(crate) host_dec: HostDecoder,
 }
 
 /// Default size of the tool-encoding cache: about 50 BFCL-sized tools.
@@ -241,8 +241,13 @@ impl Model {
         let mut cfg = self.cfg.clone();
         f(&mut cfg);
         cfg.check()?;
+        let rebuild = cfg.integer_products != self.cfg.integer_products;
         self.cfg = cfg.clone();
         self.net.cfg = cfg;
+        if rebuild {
+            // The host decoder's matrices are packed for the products in use.
+            self.host_dec = HostDecoder::new(&self.net, &self.params)?;
+        }
         Ok(())
     }
 
@@ -444,15 +449,27 @@ pub fn greedy(
     let t_render = t0.elapsed();
     let (enc, pad_bias) = encode_request(net, params, tok, &r, device, cache)?;
     let t_enc_only = t0.elapsed();
-    let prep = net.prepare(params, enc, pad_bias);
+    // The decoder's per-request projections: on the host in integers when
+    // the host decoder can, else burn's `prepare` (which burn steps need).
+    let mut prep = None;
+    let mut stepper = match fast {
+        Some(hd) if hd.prepares_on_host() => {
+            Stepper::Host(Box::new(hd.prepare_host(net, params, enc, pad_bias)?))
+        }
+        _ => {
+            let pr = net.prepare(params, enc, pad_bias);
+            let st = match fast {
+                Some(hd) => Stepper::Host(Box::new(hd.prepare(net, params, &pr)?)),
+                None => Stepper::Burn(net.start_decoding()),
+            };
+            prep = Some(pr);
+            st
+        }
+    };
     let t_encode = t0.elapsed();
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
-    let mut stepper = match fast {
-        Some(hd) => Stepper::Host(Box::new(hd.prepare(net, params, &prep)?)),
-        None => Stepper::Burn(net.start_decoding()),
-    };
     let mut logp = vec![0f64; TEMPERATURES.len()];
     let mut logp_cfg = 0f64;
     let mut last_copy: Option<usize> = None;
@@ -467,7 +484,14 @@ pub fn greedy(
         let mut z = match &mut stepper {
             Stepper::Host(hp) => hp.step(newest)?,
             Stepper::Burn(dec) => net
-                .decode_step(params, &prep, dec, newest)
+                .decode_step(
+                    params,
+                    prep.as_ref().ok_or_else(|| {
+                        ModelError::InvalidOutput("burn decoding without prepared states".into())
+                    })?,
+                    dec,
+                    newest,
+                )
                 .into_data()
                 .try_into_vec::<f32>()
                 .map_err(|e| ModelError::Weights(format!("{e:?}")))?,

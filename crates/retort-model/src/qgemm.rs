@@ -37,7 +37,7 @@ const PAR_MIN: usize = 1 << 20;
 /// each block a run of groups of two rows, column by column
 /// (`[block][group][col][2]`). Rows beyond `k` and columns beyond `n` are
 /// zero.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PackedI8 {
     /// Rows (the input width).
     pub k: usize,
@@ -47,6 +47,9 @@ pub struct PackedI8 {
     data: Vec<i8>,
     /// The row scales `s[i]`.
     scale: Vec<f32>,
+    /// Scales of the output columns (empty: all 1), for matrices quantized
+    /// along the other axis ([`PackedI8::transposed`]).
+    col_scale: Vec<f32>,
     /// The largest activation integer: `k · limit · 127` fits in an i32.
     limit: f32,
 }
@@ -74,8 +77,32 @@ impl PackedI8 {
             groups,
             data,
             scale,
+            col_scale: Vec::new(),
             limit: bound.clamp(1, i16::MAX as usize) as f32,
         }
+    }
+
+    /// The packed transpose of `w` (`[r, c]`, one scale per row), so that
+    /// [`PackedI8::matmul`] computes `w · x` (one output per row of `w`):
+    /// `k = c`, `n = r`, the row scales are 1 and `w`'s row scales become
+    /// the column scales.
+    pub fn transposed(w: &QuantRows) -> PackedI8 {
+        let (r, c) = (w.rows, w.cols);
+        let mut qt = vec![0i8; r * c];
+        for (i, row) in w.q.chunks_exact(c.max(1)).take(r).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                qt[j * r + i] = v;
+            }
+        }
+        let mut p = PackedI8::new(&QuantRows {
+            rows: c,
+            cols: r,
+            q: qt,
+            scale: vec![1.0; c],
+        });
+        p.col_scale = w.scale.clone();
+        p.col_scale.resize(r, 0.0);
+        p
     }
 
     /// The matrix as f32, `[k, n]` row-major (`q · s`).
@@ -93,6 +120,11 @@ impl PackedI8 {
                 for (x, &q) in o.iter_mut().zip(src) {
                     *x = f32::from(q) * s;
                 }
+                if let Some(cs) = self.col_scale.get(b * COLS..b * COLS + o.len()) {
+                    for (x, c) in o.iter_mut().zip(cs) {
+                        *x *= c;
+                    }
+                }
             }
         }
         out
@@ -101,7 +133,6 @@ impl PackedI8 {
     /// `x · W` for the `m` rows of `x` (`[m, k]` row-major): `[m, n]`.
     /// Runs on the current rayon pool when the product is big enough.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let kp = self.groups * PAIR;
         let n = self.n.max(1);
         let mut y = vec![0f32; m * self.n];
         if self.k == 0 || self.n == 0 {
@@ -120,11 +151,11 @@ impl PackedI8 {
         let run = |(c, ys): (usize, &mut [f32])| {
             let r0 = c * rows;
             let count = ys.len() / n;
-            let a = &a[r0 * kp..(r0 + count) * kp];
+            let a = &a[r0 * self.groups..(r0 + count) * self.groups];
             let mut tile = vec![0i32; count * COLS];
             for (b, w) in self.data.chunks_exact(self.groups * GROUP).enumerate() {
                 tile.fill(0);
-                block(a, kp, w, &mut tile);
+                block(a, self.groups, w, &mut tile);
                 for ((yr, t), &st) in ys
                     .chunks_exact_mut(n)
                     .zip(tile.chunks_exact(COLS))
@@ -133,6 +164,11 @@ impl PackedI8 {
                     let cols = &mut yr[b * COLS..((b + 1) * COLS).min(self.n)];
                     for (o, &v) in cols.iter_mut().zip(t) {
                         *o = st * v as f32;
+                    }
+                    if let Some(cs) = self.col_scale.get(b * COLS..b * COLS + cols.len()) {
+                        for (o, c) in cols.iter_mut().zip(cs) {
+                            *o *= c;
+                        }
                     }
                 }
             }
@@ -148,13 +184,17 @@ impl PackedI8 {
     /// Each row of `x` with the row scales folded in, as integers `u`
     /// (`k` rounded up to whole groups; padding is 0) and its step `a`. A
     /// row that is all zero, or not finite, gets step 0.
-    fn quantize(&self, x: &[f32], m: usize) -> (Vec<i16>, Vec<f32>) {
+    fn quantize(&self, x: &[f32], m: usize) -> (Vec<i32>, Vec<f32>) {
         let kp = self.groups * PAIR;
-        let mut a = vec![0i16; m * kp];
+        // Pairs of i16 in one i32 each (element `2g` in the low half on
+        // little-endian targets, as `vpdpwssd` reads them), written
+        // through an i16 view of the same buffer.
+        let mut a = vec![0i32; m * self.groups];
         let mut step = vec![0f32; m];
+        let a16: &mut [i16] = bytemuck::cast_slice_mut(&mut a);
         for ((xr, ar), st) in x
             .chunks_exact(self.k.max(1))
-            .zip(a.chunks_exact_mut(kp.max(1)))
+            .zip(a16.chunks_exact_mut(kp.max(1)))
             .zip(&mut step)
         {
             *st = pulp::Arch::new().dispatch(QuantizeRow {
@@ -182,10 +222,22 @@ impl pulp::WithSimd for QuantizeRow<'_> {
     type Output = f32;
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) -> f32 {
+        // Sixteen running maxima, so that the loop vectorises; a NaN
+        // element fails the comparison and is skipped.
         let mut peaks = [0f32; 16];
-        for (xc, sc) in self.x.chunks(16).zip(self.scale.chunks(16)) {
-            for ((p, v), s) in peaks.iter_mut().zip(xc).zip(sc) {
-                *p = p.max((v * s).abs());
+        let (xc, sc) = (self.x.chunks_exact(16), self.scale.chunks_exact(16));
+        for (v, s) in xc.remainder().iter().zip(sc.remainder()) {
+            let a = (v * s).abs();
+            if a > peaks[0] {
+                peaks[0] = a;
+            }
+        }
+        for (xr, sr) in xc.zip(sc) {
+            for ((p, v), s) in peaks.iter_mut().zip(xr).zip(sr) {
+                let a = (v * s).abs();
+                if a > *p {
+                    *p = a;
+                }
             }
         }
         let amax = peaks.iter().copied().fold(0f32, f32::max);
@@ -194,24 +246,38 @@ impl pulp::WithSimd for QuantizeRow<'_> {
         }
         let lim = self.limit;
         let inv = lim / amax;
+        // Round half to even by adding 1.5 · 2^23: for |t| < 2^22 the sum's
+        // last mantissa bits are the rounded integer, read off its bit
+        // pattern (`round_ties_even` and float-to-int casts kept this loop
+        // scalar). The clamp keeps `t` in -limit..=limit against rounding
+        // at the edge; a NaN element becomes 0.
+        const MAGIC: f32 = 12_582_912.0;
+        let magic_bits = MAGIC.to_bits() as i32;
         for ((o, v), s) in self.out.iter_mut().zip(self.x).zip(self.scale) {
-            // In -limit..=limit by construction; the clamp only guards
-            // against rounding at the edge.
-            *o = (v * s * inv).round_ties_even().clamp(-lim, lim) as i16;
+            let t = (v * s * inv).clamp(-lim, lim);
+            let t = if t.is_nan() { 0.0 } else { t };
+            *o = ((t + MAGIC).to_bits() as i32).wrapping_sub(magic_bits) as i16;
         }
         amax / lim
     }
 }
 
-/// `out[r][c] = Σ_i a[r][i] · w[i][c]` for the rows of `a` (each `kp`
-/// entries) and one packed block `w` (`out` is `[m, COLS]`).
-fn block(a: &[i16], kp: usize, w: &[i8], out: &mut [i32]) {
+/// `out[r][c] = Σ_i a[r][i] · w[i][c]` for the rows of `a` (each
+/// `groups` i16 pairs, see [`PackedI8::quantize`]) and one packed block `w`
+/// (`out` is `[m, COLS]`).
+fn block(a: &[i32], groups: usize, w: &[i8], out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     if vnni::available() {
-        vnni::block(a, kp, w, out);
+        vnni::block(a, groups, w, out);
         return;
     }
-    pulp::Arch::new().dispatch(Portable { a, kp, w, out });
+    let a: &[i16] = bytemuck::cast_slice(a);
+    pulp::Arch::new().dispatch(Portable {
+        a,
+        kp: groups * PAIR,
+        w,
+        out,
+    });
 }
 
 /// The integer product in plain loops (any CPU; the compiler vectorises
@@ -263,7 +329,7 @@ mod vnni {
     }
 
     /// [`super::block`] on `vpdpwssd`. Does nothing unless [`available`].
-    pub(super) fn block(a: &[i16], kp: usize, w: &[i8], out: &mut [i32]) {
+    pub(super) fn block(a: &[i32], groups: usize, w: &[i8], out: &mut [i32]) {
         if !available() {
             return;
         }
@@ -272,58 +338,94 @@ mod vnni {
         // bounds-checked slices (no raw pointers). This is the crate's one
         // way into these instructions, measured to matter in
         // crates/retort-model/README.md ("Integer products").
-        unsafe { block_vnni(a, kp, w, out) }
+        unsafe { block_vnni(a, groups, w, out) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn block_vnni(a: &[i16], kp: usize, w: &[i8], out: &mut [i32]) {
-        let kp = kp.max(PAIR);
-        let rows = a.len() / kp;
-        let mut r = 0;
-        while r + 4 <= rows {
-            rows_n::<4>(a, r, kp, w, out);
-            r += 4;
-        }
-        while r < rows {
-            rows_n::<1>(a, r, kp, w, out);
-            r += 1;
+    fn block_vnni(a: &[i32], groups: usize, w: &[i8], out: &mut [i32]) {
+        let groups = groups.max(1);
+        let w = &w[..w.len().min(groups * GROUP)];
+        let mut rows = a.chunks_exact(groups).zip(out.chunks_exact_mut(COLS));
+        loop {
+            match (rows.next(), rows.next(), rows.next(), rows.next()) {
+                (Some((a0, o0)), Some((a1, o1)), Some((a2, o2)), Some((a3, o3))) => {
+                    let acc = rows4([a0, a1, a2, a3], w);
+                    for (o, acc_r) in [o0, o1, o2, o3].into_iter().zip(&acc) {
+                        store(o, acc_r);
+                    }
+                }
+                (r0, r1, r2, _) => {
+                    for (ar, o) in [r0, r1, r2].into_iter().flatten() {
+                        store(o, &row1(ar, w));
+                    }
+                    break;
+                }
+            }
         }
     }
 
-    /// Rows `r0..r0 + R` of the block: `R × 4` accumulators; each group's
-    /// weights are loaded and widened to i16 once for all `R` rows.
+    /// The block's 64 int8 columns of one group of two rows, widened to i16.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn rows_n<const R: usize>(a: &[i16], r0: usize, kp: usize, w: &[i8], out: &mut [i32]) {
-        let mut acc = [[_mm512_setzero_si512(); 4]; R];
-        let mut arows: [&[i16]; R] = [&[]; R];
-        for (i, ar) in arows.iter_mut().enumerate() {
-            *ar = a.get((r0 + i) * kp..(r0 + i + 1) * kp).unwrap_or(&[]);
+    #[inline]
+    fn widen(wg: &[i8; GROUP]) -> [__m512i; 4] {
+        let v: [[i8; LANES * PAIR]; 4] = bytemuck::cast(*wg);
+        let mut out = [_mm512_setzero_si512(); 4];
+        for (o, x) in out.iter_mut().zip(v) {
+            *o = _mm512_cvtepi8_epi16(bytemuck::cast::<[i8; 32], __m256i>(x));
         }
-        for (g, wg) in w.chunks_exact(GROUP).enumerate() {
-            let mut wv = [_mm512_setzero_si512(); 4];
-            for (v, chunk) in wv.iter_mut().zip(wg.chunks_exact(LANES * PAIR)) {
-                if let Ok(bytes) = <[i8; LANES * PAIR]>::try_from(chunk) {
-                    *v = _mm512_cvtepi8_epi16(bytemuck::cast::<[i8; 32], __m256i>(bytes));
-                }
-            }
-            for (acc_r, ar) in acc.iter_mut().zip(&arows) {
-                let Some(a2) = ar.get(g * PAIR..g * PAIR + PAIR) else {
-                    continue;
-                };
-                let pair = u32::from(a2[0] as u16) | (u32::from(a2[1] as u16) << 16);
-                let av = _mm512_set1_epi32(pair as i32);
-                for (s, v) in acc_r.iter_mut().zip(&wv) {
-                    *s = _mm512_dpwssd_epi32(*s, av, *v);
-                }
-            }
-        }
-        for (i, acc_r) in acc.iter().enumerate() {
-            let Some(orow) = out.get_mut((r0 + i) * COLS..(r0 + i + 1) * COLS) else {
+        out
+    }
+
+    /// Four rows of the block in `4 × 4` accumulators; each group's weights
+    /// are widened once for the four rows, and each row's i16 pair is
+    /// broadcast to every lane.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    fn rows4(a: [&[i32]; 4], w: &[i8]) -> [[__m512i; 4]; 4] {
+        let mut acc = [[_mm512_setzero_si512(); 4]; 4];
+        let groups = w
+            .chunks_exact(GROUP)
+            .zip(a[0])
+            .zip(a[1])
+            .zip(a[2])
+            .zip(a[3]);
+        for ((((wg, &x0), &x1), &x2), &x3) in groups {
+            let Ok(wg) = <&[i8; GROUP]>::try_from(wg) else {
                 continue;
             };
-            for (o, s) in orow.chunks_exact_mut(LANES).zip(acc_r) {
-                o.copy_from_slice(&bytemuck::cast::<__m512i, [i32; LANES]>(*s));
+            let wv = widen(wg);
+            for (acc_r, x) in acc.iter_mut().zip([x0, x1, x2, x3]) {
+                let b = _mm512_set1_epi32(x);
+                for (s, v) in acc_r.iter_mut().zip(&wv) {
+                    *s = _mm512_dpwssd_epi32(*s, b, *v);
+                }
             }
+        }
+        acc
+    }
+
+    /// One row of the block (the rows left over after groups of four).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    fn row1(a: &[i32], w: &[i8]) -> [__m512i; 4] {
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for (wg, &x) in w.chunks_exact(GROUP).zip(a) {
+            let Ok(wg) = <&[i8; GROUP]>::try_from(wg) else {
+                continue;
+            };
+            let b = _mm512_set1_epi32(x);
+            for (s, v) in acc.iter_mut().zip(&widen(wg)) {
+                *s = _mm512_dpwssd_epi32(*s, b, *v);
+            }
+        }
+        acc
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    fn store(o: &mut [i32], acc: &[__m512i; 4]) {
+        for (o, s) in o.chunks_exact_mut(LANES).zip(acc) {
+            o.copy_from_slice(&bytemuck::cast::<__m512i, [i32; LANES]>(*s));
         }
     }
 }
@@ -363,6 +465,7 @@ mod tests {
     /// quantized activations.
     fn reference(p: &PackedI8, w: &QuantRows, x: &[f32], m: usize) -> Vec<f32> {
         let (a, step) = p.quantize(x, m);
+        let a: &[i16] = bytemuck::cast_slice(&a);
         let kp = p.groups * PAIR;
         let mut y = vec![0f32; m * w.cols];
         for r in 0..m {
@@ -415,13 +518,13 @@ mod tests {
         let wb = &p.data[..p.groups * GROUP];
         let mut portable = vec![0i32; 6 * COLS];
         pulp::Arch::new().dispatch(Portable {
-            a: &a,
+            a: bytemuck::cast_slice(&a),
             kp: p.groups * PAIR,
             w: wb,
             out: &mut portable,
         });
         let mut any = vec![0i32; 6 * COLS];
-        block(&a, p.groups * PAIR, wb, &mut any);
+        block(&a, p.groups, wb, &mut any);
         assert_eq!(portable, any);
     }
 
@@ -481,6 +584,57 @@ mod tests {
                 y[0]
             );
         }
+    }
+
+    #[test]
+    fn transposed_products_are_matrix_vector_products() {
+        let w = matrix(70, 13, 4);
+        let p = PackedI8::transposed(&w);
+        let wf = w.dequantize();
+        let x = activations(2, 13);
+        let y = p.matmul(&x, 2);
+        let (_, step) = p.quantize(&x, 2);
+        for r in 0..2 {
+            for i in 0..70 {
+                let exact: f32 = (0..13).map(|j| wf[i * 13 + j] * x[r * 13 + j]).sum();
+                let bound: f32 = (0..13)
+                    .map(|j| 0.5 * step[r] * wf[i * 13 + j].abs())
+                    .sum();
+                let got = y[r * 70 + i];
+                assert!((got - exact).abs() <= bound * 1.01 + 1e-5, "{got} vs {exact}");
+            }
+        }
+        // The packed transpose holds the same values.
+        let back = p.dequantize();
+        for i in 0..70 {
+            for j in 0..13 {
+                assert_eq!(back[j * 70 + i], wf[i * 13 + j]);
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_is_half_to_even() {
+        // One row whose peak sets the step to exactly 1: values land on
+        // integers and halves.
+        let k = 8;
+        let w = QuantRows {
+            rows: k,
+            cols: 1,
+            q: vec![1; k],
+            scale: vec![1.0; k],
+        };
+        let p = PackedI8::new(&w);
+        let lim = p.limit;
+        let x = [lim, 0.5, 1.5, 2.5, -0.5, -1.5, -2.49, f32::NAN];
+        let (a, step) = p.quantize(&x, 1);
+        assert_eq!(step[0], 1.0);
+        let a: &[i16] = bytemuck::cast_slice(&a);
+        let want: Vec<i16> = x
+            .iter()
+            .map(|v| if v.is_nan() { 0 } else { v.round_ties_even() as i16 })
+            .collect();
+        assert_eq!(&a[..k], &want[..]);
     }
 
     #[test]

@@ -712,6 +712,71 @@ fn integer_products_stay_close_to_f32_products() {
     retort_core::validate_all(&d.calls, &tools).expect("valid");
 }
 
+/// With integer products, the host decoder prepares and steps in integers
+/// (every decoder matrix int8 in the file): its logits stay close to burn's
+/// f32 steps over the same weights.
+#[test]
+fn integer_decoder_steps_stay_close_to_f32_steps() {
+    use crate::net::kind;
+    let Some(tj) = tokenizer_json() else { return };
+    let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016, 2047, 3000]);
+    // Big enough that the file stores every decoder matrix as int8.
+    cfg.hidden = 256;
+    cfg.heads = 4;
+    cfg.dec_ffn = 256;
+    cfg.enc_ffn = 256;
+    cfg.integer_products = true;
+    let layout = Layout::new(&cfg);
+    let host = HostParams::init(&layout, 5);
+    let dir = tempfile::tempdir().expect("tmp");
+    Model::from_parts(cfg, &host, &tj)
+        .expect("model")
+        .save(dir.path(), Storage::Compact)
+        .expect("save");
+    let m = Model::load(dir.path()).expect("load");
+    assert!(m.host_dec.prepares_on_host());
+    let r = crate::render::render(
+        &m.tok,
+        "weather for Reykjavik in f please",
+        &weather_tools(),
+        crate::model::infer_limits(&m.cfg),
+        &[],
+    )
+    .expect("render");
+    let enc = crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device)
+        .expect("pass");
+    let pad = EncBatch::new(&[(&r.ids[..], &r.segs[..])], m.tok.pad, &m.device).pad_bias;
+    let prep = m.net.prepare(&m.params, enc.clone(), pad.clone());
+    let mut hp = m
+        .host_dec
+        .prepare_host(&m.net, &m.params, enc, pad)
+        .expect("host prepare");
+    let mut st = m.net.start_decoding();
+    for step in [
+        (0, kind::BOS, None),
+        (2088, kind::FUNCTION, Some(2)),
+        (7592, kind::PARAM, Some(1)),
+        (1012, kind::VALUE, None),
+    ] {
+        let want = m
+            .net
+            .decode_step(&m.params, &prep, &mut st, step)
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("vec");
+        let got = hp.step(step).expect("host step");
+        assert_eq!(want.len(), got.len());
+        let diff = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let scale = want.iter().map(|a| a.abs()).fold(0f32, f32::max);
+        assert!(diff > 0.0, "the integer path was not taken");
+        assert!(diff < 1e-3 * scale.max(1.0), "{diff} vs {scale}");
+    }
+}
+
 /// Which query pieces a copied value may not end or start at.
 #[test]
 fn word_boundaries_follow_the_query_text() {
