@@ -431,10 +431,18 @@ impl HostDecoder {
         let cross = l
             .dec
             .iter()
-            .map(|x| Ok((HLin::new(p, x.cross.k)?.integer(), HLin::new(p, x.cross.v)?.integer())))
+            .map(|x| {
+                Ok((
+                    HLin::new(p, x.cross.k)?.integer(),
+                    HLin::new(p, x.cross.v)?.integer(),
+                ))
+            })
             .collect::<Result<Vec<_>, ModelError>>()?;
         let ptr_k = HLin::new(p, l.ptr_k)?.integer();
-        let all_int = ptr_k.w.is_integer() && cross.iter().all(|(k, v)| k.w.is_integer() && v.w.is_integer());
+        let all_int = ptr_k.w.is_integer()
+            && cross
+                .iter()
+                .all(|(k, v)| k.w.is_integer() && v.w.is_integer());
         Ok(HostDecoder {
             layers: hd.layers.into_iter().map(HLayer::integer).collect(),
             act: hd.act.integer(),

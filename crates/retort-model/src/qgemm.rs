@@ -597,11 +597,12 @@ mod tests {
         for r in 0..2 {
             for i in 0..70 {
                 let exact: f32 = (0..13).map(|j| wf[i * 13 + j] * x[r * 13 + j]).sum();
-                let bound: f32 = (0..13)
-                    .map(|j| 0.5 * step[r] * wf[i * 13 + j].abs())
-                    .sum();
+                let bound: f32 = (0..13).map(|j| 0.5 * step[r] * wf[i * 13 + j].abs()).sum();
                 let got = y[r * 70 + i];
-                assert!((got - exact).abs() <= bound * 1.01 + 1e-5, "{got} vs {exact}");
+                assert!(
+                    (got - exact).abs() <= bound * 1.01 + 1e-5,
+                    "{got} vs {exact}"
+                );
             }
         }
         // The packed transpose holds the same values.
@@ -632,7 +633,13 @@ mod tests {
         let a: &[i16] = bytemuck::cast_slice(&a);
         let want: Vec<i16> = x
             .iter()
-            .map(|v| if v.is_nan() { 0 } else { v.round_ties_even() as i16 })
+            .map(|v| {
+                if v.is_nan() {
+                    0
+                } else {
+                    v.round_ties_even() as i16
+                }
+            })
             .collect();
         assert_eq!(&a[..k], &want[..]);
     }

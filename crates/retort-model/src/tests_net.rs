@@ -743,8 +743,8 @@ fn integer_decoder_steps_stay_close_to_f32_steps() {
         &[],
     )
     .expect("render");
-    let enc = crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device)
-        .expect("pass");
+    let enc =
+        crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device).expect("pass");
     let pad = EncBatch::new(&[(&r.ids[..], &r.segs[..])], m.tok.pad, &m.device).pad_bias;
     let prep = m.net.prepare(&m.params, enc.clone(), pad.clone());
     let mut hp = m
