@@ -101,13 +101,14 @@ pub struct ModelConfig {
     /// See `rank_layers`.
     #[serde(default)]
     pub rank_weight: f64,
-    /// Multiply the encoder's int8-stored matrices in integers: each row
-    /// of activations is quantized to 16-bit integers on the fly (one step
-    /// per row) and the sums are exact (see [`crate::qgemm`]). Faster,
-    /// above all on CPUs with AVX-512 VNNI, at the cost of rounding the
-    /// activations to 1/11,000 of each row's peak. Off (older
-    /// configurations): the matrices are dequantized and multiplied in
-    /// f32. Has no effect on matrices stored as f32.
+    /// Multiply the int8-stored matrices of the encoder and of the host
+    /// decoder (its steps and its per-request projections of the encoder
+    /// states) in integers: each row of activations is quantized to 16-bit
+    /// integers on the fly (one step per row) and the sums are exact (see
+    /// [`crate::qgemm`]). Faster, above all on CPUs with AVX-512 VNNI, at
+    /// the cost of rounding the activations to 1/11,000 of each row's
+    /// peak. Off (older configurations): the matrices are dequantized and
+    /// multiplied in f32. Has no effect on matrices stored as f32.
     #[serde(default)]
     pub integer_products: bool,
 }

@@ -156,10 +156,10 @@ pub struct TrainArgs {
     /// With --export: see --rank-layers.
     #[arg(long, value_name = "W")]
     rank_weight: Option<f64>,
-    /// With --export/--eval-only: multiply the encoder's int8-stored
-    /// matrices in integers, quantizing activations row by row to 16-bit
-    /// integers (faster, above all on CPUs with AVX-512 VNNI); stored in
-    /// the exported config.
+    /// With --export/--eval-only: multiply the int8-stored matrices of the
+    /// encoder and decoder in integers, quantizing activations row by row
+    /// to 16-bit integers (faster, above all on CPUs with AVX-512 VNNI);
+    /// stored in the exported config.
     #[arg(long, value_name = "BOOL")]
     integer_products: Option<bool>,
     /// Instead of training: evaluate --init on --val only.
