@@ -83,22 +83,12 @@ impl HMat {
 
     /// `y += x · M` (`x` has `rows` entries, `y` has `cols`).
     fn vecmat_add(&self, x: &[f32], y: &mut [f32]) {
-        match self {
-            HMat::Int(p) => {
-                for (yj, v) in y.iter_mut().zip(p.matmul(x, 1)) {
-                    *yj += v;
-                }
-            }
-            _ => pulp::Arch::new().dispatch(VecMatAdd { m: self, x, y }),
-        }
+        pulp::Arch::new().dispatch(VecMatAdd { m: self, x, y })
     }
 
     /// `M · x` (`x` has `cols` entries; one output per row).
     fn matvec(&self, x: &[f32]) -> Vec<f32> {
-        match self {
-            HMat::Int(p) => p.matmul(x, 1),
-            _ => pulp::Arch::new().dispatch(MatVec { m: self, x }),
-        }
+        pulp::Arch::new().dispatch(MatVec { m: self, x })
     }
 
     fn is_integer(&self) -> bool {
