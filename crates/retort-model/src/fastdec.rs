@@ -257,19 +257,15 @@ impl HLin {
     /// `x · W + b` for the `m` rows of `x`, in one product when the
     /// matrix is packed for integer products.
     fn apply_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let d_in = x.len() / m.max(1);
-        let mut y = match &self.w {
-            HMat::Int(p) => p.matmul(x, m),
-            _ => x
+        let HMat::Int(p) = &self.w else {
+            let d_in = x.len() / m.max(1);
+            return x
                 .chunks_exact(d_in.max(1))
                 .take(m)
-                .flat_map(|r| {
-                    let mut y = vec![0f32; self.b.len()];
-                    self.w.vecmat_add(r, &mut y);
-                    y
-                })
-                .collect(),
+                .flat_map(|r| self.apply(r))
+                .collect();
         };
+        let mut y = p.matmul(x, m);
         for row in y.chunks_exact_mut(self.b.len().max(1)) {
             for (v, b) in row.iter_mut().zip(&self.b) {
                 *v += b;

@@ -657,6 +657,19 @@ fn int8_word_table_gives_the_outputs_of_dequantized_weights() {
     }
 }
 
+/// A model of `cfg` with random weights (`seed`), saved in the compact
+/// storage (big matrices int8) and loaded back, as shipped models are.
+fn compact_model(cfg: ModelConfig, seed: u64, tj: &[u8]) -> (tempfile::TempDir, Model) {
+    let host = HostParams::init(&Layout::new(&cfg), seed);
+    let dir = tempfile::tempdir().expect("tmp");
+    Model::from_parts(cfg, &host, tj)
+        .expect("model")
+        .save(dir.path(), Storage::Compact)
+        .expect("save");
+    let m = Model::load(dir.path()).expect("load");
+    (dir, m)
+}
+
 /// With `integer_products`, the encoder's int8 matrices are multiplied in
 /// integers: the states move (the path is taken) but stay close to the
 /// f32 products', and the calls stay valid.
@@ -666,14 +679,7 @@ fn integer_products_stay_close_to_f32_products() {
     let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016, 2047, 3000]);
     cfg.hidden = 64;
     cfg.enc_ffn = 1024;
-    let layout = Layout::new(&cfg);
-    let host = HostParams::init(&layout, 12);
-    let dir = tempfile::tempdir().expect("tmp");
-    Model::from_parts(cfg, &host, &tj)
-        .expect("model")
-        .save(dir.path(), Storage::Compact)
-        .expect("save");
-    let mut m = Model::load(dir.path()).expect("load");
+    let (_dir, mut m) = compact_model(cfg, 12, &tj);
     assert_eq!(m.params.int8.len(), 2);
     let tools = weather_tools();
     let r = crate::render::render(
@@ -726,14 +732,7 @@ fn integer_decoder_steps_stay_close_to_f32_steps() {
     cfg.dec_ffn = 256;
     cfg.enc_ffn = 256;
     cfg.integer_products = true;
-    let layout = Layout::new(&cfg);
-    let host = HostParams::init(&layout, 5);
-    let dir = tempfile::tempdir().expect("tmp");
-    Model::from_parts(cfg, &host, &tj)
-        .expect("model")
-        .save(dir.path(), Storage::Compact)
-        .expect("save");
-    let m = Model::load(dir.path()).expect("load");
+    let (_dir, m) = compact_model(cfg, 5, &tj);
     assert!(m.host_dec.prepares_on_host());
     let r = crate::render::render(
         &m.tok,
