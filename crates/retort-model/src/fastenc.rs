@@ -353,7 +353,16 @@ pub fn query_pass(
 ) -> Result<Tensor<3>, ModelError> {
     let x = host3(net.embed_block(p, query_ids, 0, 0, device))?;
     let q = query_ids.len().max(1);
-    let x = layers(net, p, x, q, blocks, usize::MAX, device)?;
+    let x = layers(
+        net,
+        p,
+        x,
+        q,
+        blocks,
+        usize::MAX,
+        net.cfg.integer_products,
+        device,
+    )?;
     Ok(Tensor::from_data(
         TensorData::new(x, [1, q, net.cfg.hidden]),
         device,
@@ -374,7 +383,16 @@ pub fn full_pass(
 ) -> Result<Tensor<3>, ModelError> {
     let n = ids.len().max(1);
     let x = host3(net.embed_tokens(p, ids, segs, device))?;
-    let x = layers(net, p, x, n, &[], usize::MAX, device)?;
+    let x = layers(
+        net,
+        p,
+        x,
+        n,
+        &[],
+        usize::MAX,
+        net.cfg.integer_products,
+        device,
+    )?;
     Ok(Tensor::from_data(
         TensorData::new(x, [1, n, net.cfg.hidden]),
         device,
@@ -395,7 +413,16 @@ pub fn pooled(
     let n = ids.len().max(1);
     let segs = vec![0u32; ids.len()];
     let x = host3(net.embed_tokens(p, ids, &segs, device))?;
-    let x = layers(net, p, x, n, &[], n_layers, device)?;
+    let x = layers(
+        net,
+        p,
+        x,
+        n,
+        &[],
+        n_layers,
+        net.cfg.integer_products,
+        device,
+    )?;
     let d = net.cfg.hidden;
     let mut mean = vec![0f32; d];
     for row in x.chunks_exact(d) {
@@ -412,8 +439,29 @@ pub fn pooled(
     Ok(mean)
 }
 
+/// The states of one unpadded row after the embeddings and the first
+/// `n_layers` encoder layers (full attention; `segs[j]` is token `j`'s
+/// segment, positions run from 0), `[n, D]` row-major. Matrices that `p`
+/// holds as int8 are multiplied in integers ([`Params::with_int8_layers`]).
+/// Training runs its frozen lower layers here, then [`Net::encode_from`]:
+/// no autodiff, no padding, and the arithmetic of the served model.
+pub fn lower_layers(
+    net: &Net,
+    p: &Params,
+    ids: &[u32],
+    segs: &[u32],
+    n_layers: usize,
+    device: &Device,
+) -> Result<Vec<f32>, ModelError> {
+    let n = ids.len().max(1);
+    let x = host3(net.embed_tokens(p, ids, segs, device))?;
+    layers(net, p, x, n, &[], n_layers, true, device)
+}
+
 /// The first `n_layers` encoder layers over `q` embedded rows `x` (`[q,
-/// D]`, row-major) that attend to themselves and to every cached block.
+/// D]`, row-major) that attend to themselves and to every cached block;
+/// with `int`, matrices held as int8 are multiplied in integers.
+#[allow(clippy::too_many_arguments)]
 fn layers(
     net: &Net,
     p: &Params,
@@ -421,11 +469,11 @@ fn layers(
     q: usize,
     blocks: &[&ToolBlock],
     n_layers: usize,
+    int: bool,
     device: &Device,
 ) -> Result<Vec<f32>, ModelError> {
     let c = &net.cfg;
     let d = c.hidden;
-    let int = c.integer_products;
     for (li, layer) in net.layout.enc.iter().enumerate().take(n_layers) {
         let qm = linear(p, layer.attn.q, &x, q, int, device)?;
         let km = linear(p, layer.attn.k, &x, q, int, device)?;

@@ -485,6 +485,33 @@ pub struct QuantRows {
 }
 
 impl QuantRows {
+    /// `values` (`[rows, cols]`, row-major) as int8 with one scale per row:
+    /// each row's largest magnitude maps to 127, and a row of zeros gets
+    /// scale 1. This is how [`crate::weights::Storage::Compact`] stores a
+    /// matrix, so quantizing a matrix read from such a file gives its stored
+    /// integers back.
+    pub fn quantize(rows: usize, cols: usize, values: &[f32]) -> QuantRows {
+        let mut q = Vec::with_capacity(rows * cols);
+        let mut scale = Vec::with_capacity(rows);
+        for row in values.chunks(cols.max(1)).take(rows) {
+            let m = row.iter().fold(0f32, |a, x| a.max(x.abs()));
+            let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+            scale.push(s);
+            q.extend(
+                row.iter()
+                    .map(|x| (x / s).round().clamp(-127.0, 127.0) as i8),
+            );
+        }
+        q.resize(rows * cols, 0);
+        scale.resize(rows, 1.0);
+        QuantRows {
+            rows,
+            cols,
+            q,
+            scale,
+        }
+    }
+
     /// Rows `ids` dequantized, one after another (an id out of range gives
     /// a row of zeros).
     pub fn gather(&self, ids: &[i64]) -> Vec<f32> {
@@ -584,6 +611,38 @@ impl Params {
             return Tensor::from_data(TensorData::new(q.dequantize(), [q.k, q.n]), &device);
         }
         self.t[i].clone()
+    }
+
+    /// The same parameters with the six weight matrices of each of the
+    /// lowest `layers` encoder layers also held as int8 rows
+    /// ([`QuantRows::quantize`], packed for integer products). For
+    /// training: the frozen lower layers, run on the host by
+    /// [`crate::fastenc::lower_layers`] as the exported model will serve
+    /// them. The tensors stay in place, so the copy costs only the packed
+    /// matrices.
+    pub fn with_int8_layers(&self, layout: &Layout, layers: usize) -> Result<Params, ModelError> {
+        let mut int8 = self.int8.clone();
+        for layer in layout.enc.iter().take(layers) {
+            let a = layer.attn;
+            for lin in [a.q, a.k, a.v, a.o, layer.ff1, layer.ff2] {
+                if int8.contains_key(&lin.w) {
+                    continue;
+                }
+                let t = self.get(lin.w);
+                let [rows, cols] = t.dims();
+                let v = t
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| ModelError::Weights(format!("{e:?}")))?;
+                let q = QuantRows::quantize(rows, cols, &v);
+                int8.insert(lin.w, Arc::new(PackedI8::new(&q)));
+            }
+        }
+        Ok(Params {
+            t: self.t.clone(),
+            words: self.words.clone(),
+            int8,
+        })
     }
 
     /// Download to the host.
@@ -939,8 +998,23 @@ impl Net {
             x.pos.clone().clamp(0, c.max_positions as i64 - 1),
         );
         let typ = embed(p.get(l.typ), x.segs.clone());
-        let mut h = ln3(p, l.emb_ln, word + pos + typ, c.layer_norm_eps);
-        for layer in &l.enc {
+        let h = ln3(p, l.emb_ln, word + pos + typ, c.layer_norm_eps);
+        self.encode_from(p, h, x, 0)
+    }
+
+    /// Encoder layers `from..` over `h` (`[B, S, D]`, the states of `x`'s
+    /// rows after the first `from` layers): the rest of [`Net::encode`].
+    /// Training runs its frozen lower layers elsewhere and continues here.
+    pub fn encode_from(
+        &self,
+        p: &Params,
+        mut h: Tensor<3>,
+        x: &EncBatch,
+        from: usize,
+    ) -> Tensor<3> {
+        let l = &self.layout;
+        let c = &self.cfg;
+        for layer in l.enc.iter().skip(from) {
             let a = attention(
                 p,
                 layer.attn,

@@ -916,3 +916,95 @@ fn big_catalogues_are_ranked_with_cached_embeddings() {
         "only the new query is embedded"
     );
 }
+
+/// Quantizing a matrix that was stored as int8 gives its stored integers
+/// and scales back (training re-packs frozen layers read from a compact
+/// file this way), and rows of zeros get scale 1.
+#[test]
+fn quantize_is_idempotent_on_stored_int8() {
+    use crate::net::QuantRows;
+    let (rows, cols) = (5, 7);
+    let v: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.013)
+        .collect();
+    let q = QuantRows::quantize(rows, cols, &v);
+    assert!(q.q.iter().any(|&b| b == 127 || b == -127));
+    let again = QuantRows::quantize(rows, cols, &q.dequantize());
+    assert_eq!(again.q, q.q);
+    for (a, b) in again.scale.iter().zip(&q.scale) {
+        assert!((a - b).abs() <= 1e-7 * b.abs(), "{a} vs {b}");
+    }
+    let zeros = QuantRows::quantize(2, 3, &[0.0; 6]);
+    assert_eq!(zeros.scale, vec![1.0, 1.0]);
+    assert!(zeros.q.iter().all(|&b| b == 0));
+}
+
+/// Training's frozen lower layers on the host (int8 matrices, integer
+/// products, unpadded rows) followed by [`Net::encode_from`] give the
+/// states of [`Net::encode`] over the same int8-valued weights, for a
+/// padded batch of two rows of different lengths.
+#[test]
+fn host_lower_layers_then_encode_from_match_encode() {
+    use crate::net::QuantRows;
+    let device = Device::flex();
+    let mut cfg = ModelConfig::tiny(vec![1012, 1015]);
+    cfg.enc_layers = 3;
+    cfg.hidden = 64;
+    cfg.heads = 4;
+    cfg.enc_ffn = 128;
+    let net = Net::new(cfg.clone(), &device).expect("net");
+    let layout = net.layout.clone();
+    let mut host = HostParams::init(&layout, 9);
+    // Int8-valued weights (as in a shipped model), so the only difference
+    // left is the rounding of activations.
+    for layer in &layout.enc {
+        let a = layer.attn;
+        for lin in [a.q, a.k, a.v, a.o, layer.ff1, layer.ff2] {
+            let [r, c] = layout.specs[lin.w].shape;
+            host.values[lin.w] = QuantRows::quantize(r, c, &host.values[lin.w]).dequantize();
+        }
+    }
+    let p = host.to_device(&layout, &device, None);
+    let rows: Vec<(Vec<u32>, Vec<u32>)> = vec![
+        (
+            vec![101, 2054, 2003, 1996, 4633, 102, 2131, 102],
+            vec![0, 0, 0, 0, 0, 0, 1, 1],
+        ),
+        (vec![101, 7592, 102, 2131, 102], vec![0, 0, 0, 1, 1]),
+    ];
+    let refs: Vec<(&[u32], &[u32])> = rows.iter().map(|(a, b)| (&a[..], &b[..])).collect();
+    let batch = EncBatch::new(&refs, 0, &device);
+    let want = net
+        .encode(&p, &batch)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("vec");
+    for n in [1, 2, 3] {
+        let lp = p.with_int8_layers(&layout, n).expect("int8");
+        assert_eq!(lp.int8.len(), 6 * n);
+        let (s, d) = (8, cfg.hidden);
+        let mut h = vec![0f32; 2 * s * d];
+        for ((ids, segs), out) in rows.iter().zip(h.chunks_exact_mut(s * d)) {
+            let row = crate::fastenc::lower_layers(&net, &lp, ids, segs, n, &device).expect("host");
+            assert_eq!(row.len(), ids.len() * d);
+            out[..row.len()].copy_from_slice(&row);
+        }
+        let h =
+            burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(h, [2, s, d]), &device);
+        let got = net
+            .encode_from(&p, h, &batch, n)
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("vec");
+        // Compare the real (unpadded) positions only.
+        let mut worst = 0f32;
+        for (bi, (ids, _)) in rows.iter().enumerate() {
+            for j in 0..ids.len() * d {
+                let k = bi * s * d + j;
+                worst = worst.max((want[k] - got[k]).abs());
+            }
+        }
+        assert!(worst > 0.0, "the integer path was not taken ({n} layers)");
+        assert!(worst < 1e-4, "{n} layers: worst difference {worst}");
+    }
+}

@@ -44,18 +44,10 @@ pub fn serialize_tensors(
             Storage::F32 => owned.push((name.clone(), Dtype::F32, shape.to_vec(), f32_bytes(v))),
             Storage::Compact if big => {
                 let (rows, cols) = (shape[0], shape[1]);
-                let mut q = Vec::with_capacity(rows * cols);
-                let mut scales = Vec::with_capacity(rows);
-                for r in 0..rows {
-                    let row = &v[r * cols..(r + 1) * cols];
-                    let m = row.iter().fold(0f32, |a, x| a.max(x.abs()));
-                    let s = if m > 0.0 { m / 127.0 } else { 1.0 };
-                    scales.push(s);
-                    q.extend(
-                        row.iter()
-                            .map(|x| (x / s).round().clamp(-127.0, 127.0) as i8 as u8),
-                    );
-                }
+                let QuantRows {
+                    q, scale: scales, ..
+                } = QuantRows::quantize(rows, cols, v);
+                let q: Vec<u8> = q.into_iter().map(|b| b as u8).collect();
                 owned.push((name.clone(), Dtype::I8, shape.to_vec(), q));
                 owned.push((
                     format!("{name}.__scale"),

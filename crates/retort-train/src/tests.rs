@@ -348,3 +348,68 @@ fn data_parallel_matches_single_thread() {
     assert!(d < 1e-6, "mean difference {d}");
     assert_eq!(mean_diff(&one, &again), 0.0, "same settings, same weights");
 }
+
+/// `frozen_on_host`: the frozen lower layer runs on the host with int8
+/// matrices. It stays frozen, and training moves the other weights as the
+/// all-burn path does, up to the int8 rounding of the frozen matrices.
+#[test]
+fn frozen_layers_on_host_train_like_burn() {
+    let Some(_) = retort_model::testutil::tokenizer_json() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dozen_file(dir.path());
+    let run = |out: &str, on_host: bool| {
+        let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join(out));
+        o.minilm = tokenizer_dir();
+        o.tiny = true;
+        o.block_mask = Some(false);
+        o.freeze_layers = 1;
+        o.frozen_on_host = on_host;
+        o.batch_size = 4;
+        o.lr = 1e-3;
+        o.warmup = 2;
+        o.max_steps = Some(4);
+        o.checkpoint_every = 0;
+        o.val_decode_limit = 0;
+        o.progress = false;
+        o.gen_vocab_size = 64;
+        o.threads = 2;
+        train(&o, Arc::new(AtomicBool::new(false))).expect("train");
+        let m = retort_model::Model::load(&dir.path().join(out).join("final")).expect("load");
+        (m.net.layout.clone(), m.params.to_host().expect("host"))
+    };
+    let (layout, burn_path) = run("burn", false);
+    let (_, host_path) = run("host", true);
+    let init = retort_model::net::HostParams::init(
+        &layout,
+        TrainOptions::new(data.clone(), data.clone(), dir.path().into()).seed,
+    );
+    let mut moved = 0f64;
+    let mut differ = 0f64;
+    let mut n = 0usize;
+    for (i, spec) in layout.specs.iter().enumerate() {
+        let frozen = spec.name.starts_with("encoder.layer.0.")
+            || spec.part == retort_model::net::Part::Embeddings;
+        for ((a, b), c) in burn_path.values[i]
+            .iter()
+            .zip(&host_path.values[i])
+            .zip(&init.values[i])
+        {
+            if frozen {
+                assert_eq!(a, c, "{} moved (burn path)", spec.name);
+                assert_eq!(b, c, "{} moved (host path)", spec.name);
+            } else {
+                moved += (a - c).abs() as f64;
+                differ += (a - b).abs() as f64;
+                n += 1;
+            }
+        }
+    }
+    let (moved, differ) = (moved / n as f64, differ / n as f64);
+    assert!(moved > 1e-5, "training did not move the weights ({moved})");
+    assert!(
+        differ < 0.1 * moved,
+        "host path moved weights differently: {differ} vs {moved}"
+    );
+}

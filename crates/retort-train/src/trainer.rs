@@ -51,6 +51,11 @@ pub struct TrainOptions {
     pub freeze_embeddings: bool,
     /// Encoder layers (from the bottom) kept frozen.
     pub freeze_layers: usize,
+    /// Run the frozen lower encoder layers on the host, with their matrices
+    /// as int8 and integer products (as the exported model serves them),
+    /// instead of burn's f32 operations. Applies with frozen word
+    /// embeddings, at least one frozen layer and no block mask.
+    pub frozen_on_host: bool,
     pub checkpoint_every: usize,
     pub gen_vocab_size: usize,
     /// Validation examples decoded per epoch for exact-call accuracy.
@@ -105,6 +110,7 @@ impl TrainOptions {
             max_dec_steps: 64,
             freeze_embeddings: true,
             freeze_layers: 0,
+            frozen_on_host: true,
             checkpoint_every: 200,
             gen_vocab_size: 2048,
             val_decode_limit: 300,
@@ -316,6 +322,9 @@ struct StepCtx<'a> {
     tok: &'a Tok,
     lw: LossWeights,
     device: &'a Device,
+    /// The frozen lower layers run on the host: parameters with those
+    /// layers' matrices as int8, and how many layers.
+    lower: Option<(&'a Params, usize)>,
 }
 
 /// Gradients (per parameter; `None` when frozen), loss and CE step weight
@@ -355,7 +364,13 @@ fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<Half
         None => b.soft.clone(),
     };
     let weight = b.weight.clone().sum().into_scalar::<f32>() as f64;
-    let enc = net.encode(params, &b.enc);
+    let enc = match ctx.lower {
+        Some((lp, n)) => {
+            let h = lower_states(net, lp, refs, n, ctx.device)?;
+            net.encode_from(params, h, &b.enc, n)
+        }
+        None => net.encode(params, &b.enc),
+    };
     let logits = net.decode(params, enc, b.enc.pad_bias.clone(), &b.dec);
     let parts = loss(
         logits,
@@ -378,6 +393,31 @@ fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<Half
         loss: lval,
         weight,
     })
+}
+
+/// The states of `refs` after the first `n` encoder layers, each row run on
+/// the host ([`retort_model::fastenc::lower_layers`]) and padded with zeros
+/// to the batch's length (`[B, S, D]`, as [`make_batch`] pads; padded
+/// positions are masked as keys, and their own states are never read).
+fn lower_states(
+    net: &Net,
+    lp: &Params,
+    refs: &[&Item],
+    n: usize,
+    device: &Device,
+) -> Result<burn::tensor::Tensor<3>, TrainError> {
+    let d = net.cfg.hidden;
+    let s = refs.iter().map(|it| it.ids.len()).max().unwrap_or(1).max(1);
+    let mut h = vec![0f32; refs.len() * s * d];
+    for (it, out) in refs.iter().zip(h.chunks_exact_mut(s * d)) {
+        let row = retort_model::fastenc::lower_layers(net, lp, &it.ids, &it.segs, n, device)?;
+        let len = row.len().min(out.len());
+        out[..len].copy_from_slice(&row[..len]);
+    }
+    Ok(burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(h, [refs.len(), s, d]),
+        device,
+    ))
 }
 
 /// The same weights with fresh autodiff leaves (no copy of the data), so
@@ -601,6 +641,15 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
         lw.beta
     );
     let mut params = host.to_device(&layout, &device, Some(&trainable));
+    let lower_n = opts.freeze_layers.min(cfg.enc_layers);
+    let lower = if opts.frozen_on_host && opts.freeze_embeddings && lower_n > 0 && !cfg.block_mask {
+        println!(
+            "frozen layers: embeddings and encoder layers 0..{lower_n} run on the host with int8 matrices (integer products, as served)"
+        );
+        Some((params.with_int8_layers(&layout, lower_n)?, lower_n))
+    } else {
+        None
+    };
     let mut opt = AdamW::new(
         AdamWConfig {
             lr: opts.lr,
@@ -682,6 +731,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
                 tok: &tok,
                 lw,
                 device: &device,
+                lower: lower.as_ref().map(|(p, n)| (p, *n)),
             };
             let shape = (
                 refs.iter().map(|it| it.ids.len()).max().unwrap_or(0),

@@ -71,6 +71,13 @@ pub struct TrainArgs {
     /// Keep the lowest N encoder layers frozen.
     #[arg(long, default_value_t = 0)]
     freeze_layers: usize,
+    /// Run the frozen layers (and the embeddings) on the host with their
+    /// matrices as int8 and integer products, the arithmetic of the
+    /// exported model, instead of burn's f32 operations: faster, and no
+    /// padding. Applies with --freeze-layers >= 1, frozen word embeddings
+    /// and no block mask; `false` keeps them in burn.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    frozen_on_host: bool,
     #[arg(long, default_value_t = 200)]
     checkpoint_every: usize,
     #[arg(long, default_value_t = 2048)]
@@ -235,6 +242,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     o.max_dec_steps = a.max_dec_steps;
     o.freeze_embeddings = !a.train_embeddings;
     o.freeze_layers = a.freeze_layers;
+    o.frozen_on_host = a.frozen_on_host;
     o.checkpoint_every = a.checkpoint_every;
     o.gen_vocab_size = a.gen_vocab_size;
     o.val_decode_limit = a.val_decode_limit;
