@@ -366,7 +366,8 @@ fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<Half
     let weight = b.weight.clone().sum().into_scalar::<f32>() as f64;
     let enc = match ctx.lower {
         Some((lp, n)) => {
-            let h = lower_states(net, lp, refs, n, ctx.device)?;
+            let s = b.enc.ids.dims()[1];
+            let h = lower_states(net, lp, refs, (n, s), ctx.device)?;
             net.encode_from(params, h, &b.enc, n)
         }
         None => net.encode(params, &b.enc),
@@ -397,17 +398,17 @@ fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<Half
 
 /// The states of `refs` after the first `n` encoder layers, each row run on
 /// the host ([`retort_model::fastenc::lower_layers`]) and padded with zeros
-/// to the batch's length (`[B, S, D]`, as [`make_batch`] pads; padded
-/// positions are masked as keys, and their own states are never read).
+/// to the batch's length `s` (`[B, S, D]`; padded positions are masked as
+/// keys, and their own states are never read).
 fn lower_states(
     net: &Net,
     lp: &Params,
     refs: &[&Item],
-    n: usize,
+    (n, s): (usize, usize),
     device: &Device,
 ) -> Result<burn::tensor::Tensor<3>, TrainError> {
     let d = net.cfg.hidden;
-    let s = refs.iter().map(|it| it.ids.len()).max().unwrap_or(1).max(1);
+    let s = s.max(1);
     let mut h = vec![0f32; refs.len() * s * d];
     for (it, out) in refs.iter().zip(h.chunks_exact_mut(s * d)) {
         let row = retort_model::fastenc::lower_layers(net, lp, &it.ids, &it.segs, n, device)?;
