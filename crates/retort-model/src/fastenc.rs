@@ -61,22 +61,55 @@ fn linear(
 fn layer_norm(p: &Params, l: Ln, x: &mut [f32], d: usize, eps: f64) -> Result<(), ModelError> {
     let g = host2(p.get(l.g))?;
     let b = host2(p.get(l.b))?;
-    for row in x.chunks_mut(d) {
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-        let var = row
-            .iter()
-            .map(|&v| {
+    pulp::Arch::new().dispatch(LayerNorm {
+        x,
+        g: &g,
+        b: &b,
+        d,
+        eps,
+    });
+    Ok(())
+}
+
+/// Layer norm rows, compiled for the CPU's widest vector instructions:
+/// mean and variance are summed in f64 with eight partial sums (a plain
+/// `sum()` keeps its sequential order and stays scalar).
+struct LayerNorm<'a> {
+    x: &'a mut [f32],
+    g: &'a [f32],
+    b: &'a [f32],
+    d: usize,
+    eps: f64,
+}
+
+impl pulp::WithSimd for LayerNorm<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let LayerNorm { x, g, b, d, eps } = self;
+        let sum8_f64 = |row: &[f32], f: &dyn Fn(f32) -> f64| -> f64 {
+            let mut acc = [0f64; 8];
+            let chunks = row.chunks_exact(8);
+            let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+            for c in chunks {
+                for l in 0..8 {
+                    acc[l] += f(c[l]);
+                }
+            }
+            acc.iter().sum::<f64>() + tail
+        };
+        for row in x.chunks_mut(d.max(1)) {
+            let mean = sum8_f64(row, &|v| v as f64) / d as f64;
+            let var = sum8_f64(row, &|v| {
                 let c = v as f64 - mean;
                 c * c
-            })
-            .sum::<f64>()
-            / d as f64;
-        let inv = 1.0 / (var + eps).sqrt();
-        for ((v, gj), bj) in row.iter_mut().zip(&g).zip(&b) {
-            *v = ((*v as f64 - mean) * inv) as f32 * gj + bj;
+            }) / d as f64;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((v, gj), bj) in row.iter_mut().zip(g).zip(b) {
+                *v = ((*v as f64 - mean) * inv) as f32 * gj + bj;
+            }
         }
     }
-    Ok(())
 }
 
 /// Dot product with eight partial sums, so the compiler vectorises it (a
@@ -145,14 +178,20 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     // Round to nearest by adding and removing 1.5·2^23 (`round()` is a
     // library call on baseline x86-64, which would stop vectorisation).
     const MAGIC: f32 = 12_582_912.0;
-    let k = (x * LOG2E + MAGIC) - MAGIC;
+    let shifted = x * LOG2E + MAGIC;
+    let k = shifted - MAGIC;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // k is in [-126, 127], so the biased exponent is a normal number's.
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // `shifted` is 1.5·2^23 + k, so its low mantissa bits hold the integer
+    // k (two's complement around 0x4B40_0000): integer operations only,
+    // where `k as i32` (a saturating conversion) kept the loop from
+    // vectorising well. k is in [-126, 127], so the biased exponent is a
+    // normal number's.
+    let ki = shifted.to_bits().wrapping_sub(0x4B40_0000);
+    p * f32::from_bits(ki.wrapping_add(127) << 23)
 }
 
 /// The error function, Abramowitz and Stegun 7.1.26 (absolute error below
@@ -511,6 +550,39 @@ mod tests {
         // Far outside the range: clamped, finite, and the right side of 1.
         assert!(fast_exp(-1.0e4) >= 0.0 && fast_exp(-1.0e4) < 1e-37);
         assert!(fast_exp(1.0e4).is_finite());
+    }
+
+    #[test]
+    fn layer_norm_matches_the_sequential_formula() {
+        let d = 387; // not a multiple of 8: the tail is summed too
+        let rows = 5;
+        let x: Vec<f32> = (0..rows * d)
+            .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 0.01 + (i / d) as f32)
+            .collect();
+        let g: Vec<f32> = (0..d).map(|j| 1.0 + (j % 5) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..d).map(|j| (j % 3) as f32 * 0.01).collect();
+        let eps = 1e-12;
+        let mut got = x.clone();
+        pulp::Arch::new().dispatch(LayerNorm {
+            x: &mut got,
+            g: &g,
+            b: &b,
+            d,
+            eps,
+        });
+        for (row, out) in x.chunks(d).zip(got.chunks(d)) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let var = row
+                .iter()
+                .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+                .sum::<f64>()
+                / d as f64;
+            let inv = 1.0 / (var + eps).sqrt();
+            for (j, (&v, &o)) in row.iter().zip(out).enumerate() {
+                let want = ((v as f64 - mean) * inv) as f32 * g[j] + b[j];
+                assert!((want - o).abs() <= 1e-6, "{j}: {want} vs {o}");
+            }
+        }
     }
 
     #[test]
