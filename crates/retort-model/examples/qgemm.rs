@@ -17,16 +17,10 @@ fn main() {
         (84, 1536, 384),
         (1, 384, 384),
     ] {
-        let q: Vec<i8> = (0..k * n)
-            .map(|i| (((i * 37 + 11) % 255) as i32 - 127) as i8)
+        let v: Vec<f32> = (0..k * n)
+            .map(|i| (((i * 37 + 11) % 255) as f32 - 127.0) * 0.01)
             .collect();
-        let w = QuantRows {
-            rows: k,
-            cols: n,
-            q,
-            scale: vec![0.01; k],
-        };
-        let p = PackedI8::new(&w);
+        let p = PackedI8::new(&QuantRows::quantize(k, n, &v));
         let x: Vec<f32> = (0..m * k).map(|i| (i * 7 % 13) as f32 - 6.0).collect();
         let reps = (2_000_000_000 / (m * k * n)).max(10);
         let mut check = p.matmul(&x, m)[0];

@@ -71,6 +71,21 @@ fn layer_norm(p: &Params, l: Ln, x: &mut [f32], d: usize, eps: f64) -> Result<()
     Ok(())
 }
 
+/// `Σ f(v)` over `row` in f64 with eight partial sums, so the loop
+/// vectorises.
+#[inline(always)]
+fn sum8_f64(row: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += f(c[l]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 /// Layer norm rows, compiled for the CPU's widest vector instructions:
 /// mean and variance are summed in f64 with eight partial sums (a plain
 /// `sum()` keeps its sequential order and stays scalar).
@@ -87,20 +102,9 @@ impl pulp::WithSimd for LayerNorm<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         let LayerNorm { x, g, b, d, eps } = self;
-        let sum8_f64 = |row: &[f32], f: &dyn Fn(f32) -> f64| -> f64 {
-            let mut acc = [0f64; 8];
-            let chunks = row.chunks_exact(8);
-            let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
-            for c in chunks {
-                for l in 0..8 {
-                    acc[l] += f(c[l]);
-                }
-            }
-            acc.iter().sum::<f64>() + tail
-        };
         for row in x.chunks_mut(d.max(1)) {
-            let mean = sum8_f64(row, &|v| v as f64) / d as f64;
-            let var = sum8_f64(row, &|v| {
+            let mean = sum8_f64(row, |v| v as f64) / d as f64;
+            let var = sum8_f64(row, |v| {
                 let c = v as f64 - mean;
                 c * c
             }) / d as f64;

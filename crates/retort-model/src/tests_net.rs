@@ -670,6 +670,19 @@ fn compact_model(cfg: ModelConfig, seed: u64, tj: &[u8]) -> (tempfile::TempDir, 
     (dir, m)
 }
 
+/// The rendered request "weather for Reykjavik in f please" over
+/// [`weather_tools`], for model `m`.
+fn reykjavik_request(m: &Model) -> crate::render::Rendered {
+    crate::render::render(
+        &m.tok,
+        "weather for Reykjavik in f please",
+        &weather_tools(),
+        crate::model::infer_limits(&m.cfg),
+        &[],
+    )
+    .expect("render")
+}
+
 /// With `integer_products`, the encoder's int8 matrices are multiplied in
 /// integers: the states move (the path is taken) but stay close to the
 /// f32 products', and the calls stay valid.
@@ -681,15 +694,7 @@ fn integer_products_stay_close_to_f32_products() {
     cfg.enc_ffn = 1024;
     let (_dir, mut m) = compact_model(cfg, 12, &tj);
     assert_eq!(m.params.int8.len(), 2);
-    let tools = weather_tools();
-    let r = crate::render::render(
-        &m.tok,
-        "weather for Reykjavik in f please",
-        &tools,
-        crate::model::infer_limits(&m.cfg),
-        &[],
-    )
-    .expect("render");
+    let r = reykjavik_request(&m);
     let states = |m: &Model| -> Vec<f32> {
         crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device)
             .expect("pass")
@@ -708,6 +713,7 @@ fn integer_products_stay_close_to_f32_products() {
     let scale = f.iter().map(|a| a.abs()).fold(0f32, f32::max);
     assert!(diff > 0.0, "the integer path was not taken");
     assert!(diff < 1e-3 * scale, "{diff} vs {scale}");
+    let tools = weather_tools();
     let d = m
         .predict(
             "weather for Reykjavik in f please",
@@ -734,14 +740,7 @@ fn integer_decoder_steps_stay_close_to_f32_steps() {
     cfg.integer_products = true;
     let (_dir, m) = compact_model(cfg, 5, &tj);
     assert!(m.host_dec.prepares_on_host());
-    let r = crate::render::render(
-        &m.tok,
-        "weather for Reykjavik in f please",
-        &weather_tools(),
-        crate::model::infer_limits(&m.cfg),
-        &[],
-    )
-    .expect("render");
+    let r = reykjavik_request(&m);
     let enc =
         crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device).expect("pass");
     let pad = EncBatch::new(&[(&r.ids[..], &r.segs[..])], m.tok.pad, &m.device).pad_bias;

@@ -250,6 +250,23 @@ fn tokenizer_dir() -> std::path::PathBuf {
     root.join(".cache/minilm")
 }
 
+/// Options of a short tiny run on `data` into `dir/out` (no checkpoints,
+/// no decoding validation, no progress bar); tests set what they vary.
+fn tiny_run(data: &std::path::Path, dir: &std::path::Path, out: &str) -> TrainOptions {
+    let mut o = TrainOptions::new(data.to_path_buf(), data.to_path_buf(), dir.join(out));
+    o.minilm = tokenizer_dir();
+    o.tiny = true;
+    o.batch_size = 4;
+    o.lr = 1e-2;
+    o.warmup = 2;
+    o.max_steps = Some(4);
+    o.checkpoint_every = 0;
+    o.val_decode_limit = 0;
+    o.progress = false;
+    o.gen_vocab_size = 64;
+    o
+}
+
 /// `--teacher-model`: a trained model's distribution is the soft target, and
 /// `--resume` continues a stopped run to the same weights as an unbroken one.
 #[test]
@@ -260,18 +277,11 @@ fn teacher_model_and_exact_resume() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dozen_file(dir.path());
     let base = |out: &str| {
-        let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join(out));
-        o.minilm = tokenizer_dir();
-        o.tiny = true;
-        o.batch_size = 4;
-        o.lr = 1e-2;
-        o.warmup = 2;
+        let mut o = tiny_run(&data, dir.path(), out);
         o.max_steps = Some(6);
         o.epochs = 2;
         o.checkpoint_every = 2;
         o.val_decode_limit = 2;
-        o.progress = false;
-        o.gen_vocab_size = 64;
         o
     };
     let stop = || Arc::new(AtomicBool::new(false));
@@ -310,18 +320,8 @@ fn data_parallel_matches_single_thread() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dozen_file(dir.path());
     let run = |out: &str, threads: usize| {
-        let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join(out));
-        o.minilm = tokenizer_dir();
-        o.tiny = true;
+        let mut o = tiny_run(&data, dir.path(), out);
         o.block_mask = Some(true);
-        o.batch_size = 4;
-        o.lr = 1e-2;
-        o.warmup = 2;
-        o.max_steps = Some(4);
-        o.checkpoint_every = 0;
-        o.val_decode_limit = 0;
-        o.progress = false;
-        o.gen_vocab_size = 64;
         o.threads = threads;
         train(&o, Arc::new(AtomicBool::new(false))).expect("train");
         let m = retort_model::Model::load(&dir.path().join(out).join("final")).expect("load");
@@ -360,31 +360,23 @@ fn frozen_layers_on_host_train_like_burn() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dozen_file(dir.path());
     let run = |out: &str, on_host: bool| {
-        let mut o = TrainOptions::new(data.clone(), data.clone(), dir.path().join(out));
-        o.minilm = tokenizer_dir();
-        o.tiny = true;
+        let mut o = tiny_run(&data, dir.path(), out);
         o.block_mask = Some(false);
         o.freeze_layers = 1;
         o.frozen_on_host = on_host;
-        o.batch_size = 4;
         o.lr = 1e-3;
-        o.warmup = 2;
-        o.max_steps = Some(4);
-        o.checkpoint_every = 0;
-        o.val_decode_limit = 0;
-        o.progress = false;
-        o.gen_vocab_size = 64;
         o.threads = 2;
         train(&o, Arc::new(AtomicBool::new(false))).expect("train");
         let m = retort_model::Model::load(&dir.path().join(out).join("final")).expect("load");
-        (m.net.layout.clone(), m.params.to_host().expect("host"))
+        (
+            m.net.layout.clone(),
+            m.params.to_host().expect("host"),
+            o.seed,
+        )
     };
-    let (layout, burn_path) = run("burn", false);
-    let (_, host_path) = run("host", true);
-    let init = retort_model::net::HostParams::init(
-        &layout,
-        TrainOptions::new(data.clone(), data.clone(), dir.path().into()).seed,
-    );
+    let (layout, burn_path, seed) = run("burn", false);
+    let (_, host_path, _) = run("host", true);
+    let init = retort_model::net::HostParams::init(&layout, seed);
     let mut moved = 0f64;
     let mut differ = 0f64;
     let mut n = 0usize;
