@@ -111,6 +111,29 @@ pub struct ModelConfig {
     /// multiplied in f32. Has no effect on matrices stored as f32.
     #[serde(default)]
     pub integer_products: bool,
+    /// With `integer_products`, the encoder matrices whose products round
+    /// their activations to 8 bits (asymmetric, one step and zero point
+    /// per row) instead of 16: twice the arithmetic rate on AVX-512 VNNI
+    /// (`vpdpbusd`), at a coarser rounding (1/255 of each row's range).
+    /// Any of `"attention"` (the query, key, value and output matrices),
+    /// `"ffn_in"` (the first feed-forward matrix) and `"ffn_out"` (the
+    /// second, whose GELU inputs lose the most answers to the rounding:
+    /// crates/retort-model/README.md). Empty (older configurations): all
+    /// 16-bit.
+    #[serde(default)]
+    pub eight_bit_activations: Vec<EncoderMatrix>,
+}
+
+/// The kinds of encoder matrix, for [`ModelConfig::eight_bit_activations`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderMatrix {
+    /// The attention's query, key, value and output matrices.
+    Attention,
+    /// The first feed-forward matrix (hidden -> ffn).
+    FfnIn,
+    /// The second feed-forward matrix (ffn -> hidden).
+    FfnOut,
 }
 
 impl ModelConfig {
@@ -145,6 +168,7 @@ impl ModelConfig {
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
+            eight_bit_activations: Vec::new(),
         }
     }
 
@@ -179,6 +203,7 @@ impl ModelConfig {
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
+            eight_bit_activations: Vec::new(),
         }
     }
 

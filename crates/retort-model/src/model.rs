@@ -208,7 +208,7 @@ impl Model {
     fn assemble(
         cfg: ModelConfig,
         net: Net,
-        params: Params,
+        mut params: Params,
         device: Device,
         tokenizer: &[u8],
     ) -> Result<Model, ModelError> {
@@ -220,6 +220,7 @@ impl Model {
                 cfg.vocab_size
             )));
         }
+        params.set_activations(&net.layout, &cfg.eight_bit_activations);
         let host_dec = HostDecoder::new(&net, &params)?;
         Ok(Model {
             cfg,
@@ -242,6 +243,10 @@ impl Model {
         f(&mut cfg);
         cfg.check()?;
         let rebuild = cfg.integer_products != self.cfg.integer_products;
+        if cfg.eight_bit_activations != self.cfg.eight_bit_activations {
+            self.params
+                .set_activations(&self.net.layout, &cfg.eight_bit_activations);
+        }
         self.cfg = cfg.clone();
         self.net.cfg = cfg;
         if rebuild {

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData, activation};
 use rand::{Rng, SeedableRng};
 
-use crate::config::ModelConfig;
+use crate::config::{EncoderMatrix, ModelConfig};
 use crate::error::ModelError;
-use crate::qgemm::PackedI8;
+use crate::qgemm::{Activations, PackedI8};
 
 /// Decoder actions (the first entries of the output space).
 pub mod action {
@@ -611,6 +611,36 @@ impl Params {
             return Tensor::from_data(TensorData::new(q.dequantize(), [q.k, q.n]), &device);
         }
         self.t[i].clone()
+    }
+
+    /// Lay out the encoder's int8 matrices for the activation widths that
+    /// `eight_bit` asks for (8-bit for the kinds it names, 16-bit for the
+    /// rest; see [`crate::qgemm::Activations`]). Same weights; matrices
+    /// already laid out so are kept.
+    pub fn set_activations(&mut self, layout: &Layout, eight_bit: &[EncoderMatrix]) {
+        for layer in &layout.enc {
+            let a = layer.attn;
+            let kinds = [
+                (a.q.w, EncoderMatrix::Attention),
+                (a.k.w, EncoderMatrix::Attention),
+                (a.v.w, EncoderMatrix::Attention),
+                (a.o.w, EncoderMatrix::Attention),
+                (layer.ff1.w, EncoderMatrix::FfnIn),
+                (layer.ff2.w, EncoderMatrix::FfnOut),
+            ];
+            for (index, kind) in kinds {
+                let want = if eight_bit.contains(&kind) {
+                    Activations::U8
+                } else {
+                    Activations::I16
+                };
+                if let Some(m) = self.int8.get_mut(&index)
+                    && m.activations() != want
+                {
+                    *m = Arc::new(PackedI8::with_activations(&m.rows(), want));
+                }
+            }
+        }
     }
 
     /// The same parameters with the six weight matrices of each of the

@@ -724,6 +724,65 @@ fn integer_products_stay_close_to_f32_products() {
     retort_core::validate_all(&d.calls, &tools).expect("valid");
 }
 
+/// `eight_bit_activations` re-lays the named encoder matrices out for
+/// 8-bit activations: the states move from the 16-bit ones but stay close
+/// to the f32 products', and turning it off again gives the 16-bit states
+/// back exactly.
+#[test]
+fn eight_bit_activations_stay_close_and_switch_back() {
+    use crate::config::EncoderMatrix;
+    use crate::qgemm::Activations;
+    let Some(tj) = tokenizer_json() else { return };
+    let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016, 2047, 3000]);
+    cfg.hidden = 64;
+    cfg.enc_ffn = 1024;
+    let (_dir, mut m) = compact_model(cfg, 12, &tj);
+    let r = reykjavik_request(&m);
+    let states = |m: &Model| -> Vec<f32> {
+        crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device)
+            .expect("pass")
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("host")
+    };
+    let f = states(&m);
+    m.update_config(|c| c.integer_products = true).expect("cfg");
+    let q16 = states(&m);
+    let widths = |m: &Model| -> Vec<Activations> {
+        m.params.int8.values().map(|p| p.activations()).collect()
+    };
+    assert_eq!(widths(&m), [Activations::I16; 2]);
+    m.update_config(|c| {
+        c.eight_bit_activations = vec![EncoderMatrix::FfnIn, EncoderMatrix::FfnOut]
+    })
+    .expect("cfg");
+    assert_eq!(widths(&m), [Activations::U8; 2]);
+    let q8 = states(&m);
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let scale = f.iter().map(|a| a.abs()).fold(0f32, f32::max);
+    assert!(max_diff(&q8, &q16) > 0.0, "the 8-bit path was not taken");
+    let diff = max_diff(&q8, &f);
+    assert!(diff < 2e-2 * scale, "{diff} vs {scale}");
+    let tools = weather_tools();
+    let d = m
+        .predict(
+            "weather for Reykjavik in f please",
+            &tools,
+            &CallOptions::default(),
+        )
+        .expect("predict");
+    retort_core::validate_all(&d.calls, &tools).expect("valid");
+    m.update_config(|c| c.eight_bit_activations.clear())
+        .expect("cfg");
+    assert_eq!(widths(&m), [Activations::I16; 2]);
+    assert_eq!(states(&m), q16);
+}
+
 /// With integer products, the host decoder prepares and steps in integers
 /// (every decoder matrix int8 in the file): its logits stay close to burn's
 /// f32 steps over the same weights.
