@@ -113,11 +113,12 @@ pub struct ModelConfig {
     pub integer_products: bool,
     /// With `integer_products`, the encoder matrices whose products round
     /// their activations to 8 bits (asymmetric, one step and zero point
-    /// per row) instead of 16: twice the arithmetic rate on AVX-512 VNNI
-    /// (`vpdpbusd`), at a coarser rounding (1/255 of each row's range).
+    /// per group of 256 channels of a row) instead of 16: twice the
+    /// arithmetic rate on AVX-512 VNNI (`vpdpbusd`), at a coarser rounding
+    /// (1/255 of each group's range).
     /// Any of `"attention"` (the query, key, value and output matrices),
     /// `"ffn_in"` (the first feed-forward matrix) and `"ffn_out"` (the
-    /// second, whose GELU inputs lose the most answers to the rounding:
+    /// second, whose GELU inputs are the most sensitive to the rounding:
     /// crates/retort-model/README.md). Empty (older configurations): all
     /// 16-bit.
     #[serde(default)]
