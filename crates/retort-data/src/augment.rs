@@ -245,7 +245,7 @@ impl ValueBank {
         }
     }
 
-    fn values(&self, param: &str) -> &[String] {
+    pub(crate) fn values(&self, param: &str) -> &[String] {
         self.by_param
             .get(&param.to_lowercase())
             .map_or(&[], Vec::as_slice)

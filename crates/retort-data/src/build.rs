@@ -41,6 +41,13 @@ pub struct BuildOptions {
     /// it (see [`crate::compose`]; 0 turns composition off). Validation is
     /// never composed, so its figures stay comparable.
     pub compose: f64,
+    /// Examples written from the pool's tool schemas per pool tool (see
+    /// [`crate::synth`]; 0 turns synthesis off), each augmented with
+    /// `synth_augment` variants. They join training only, after the
+    /// shuffles, so validation is the same with or without them.
+    pub synth_per_tool: usize,
+    /// Augmented variants per synthesized example.
+    pub synth_augment: usize,
     /// Draw progress bars on stderr (hidden anyway when it is not a terminal).
     pub progress: bool,
 }
@@ -58,6 +65,8 @@ impl Default for BuildOptions {
             max_tools: 8,
             max_description_chars: 300,
             compose: 0.1,
+            synth_per_tool: 0,
+            synth_augment: 2,
             progress: true,
         }
     }
@@ -133,6 +142,10 @@ pub struct Stats {
     pub augment_val: AugmentReport,
     /// Multi-call composites added to training.
     pub compose_train: crate::compose::ComposeReport,
+    /// Examples written from pool schemas (before augmentation).
+    pub synth_train: crate::synth::SynthReport,
+    /// Augmentation of the synthesized examples.
+    pub augment_synth: AugmentReport,
     /// Variants dropped after augmentation (duplicates, contamination).
     pub post_augment_drops: BTreeMap<String, usize>,
     /// The written files.
@@ -224,6 +237,7 @@ pub fn build(opts: &BuildOptions) -> Result<Stats, DataError> {
             "augment": opts.augment, "val_augment": opts.val_augment, "seed": opts.seed,
             "val_fraction": opts.val_fraction, "max_tools": opts.max_tools,
             "max_description_chars": opts.max_description_chars, "compose": opts.compose,
+            "synth_per_tool": opts.synth_per_tool, "synth_augment": opts.synth_augment,
         }),
         ..Default::default()
     };
@@ -387,12 +401,35 @@ pub fn build(opts: &BuildOptions) -> Result<Stats, DataError> {
     };
     let mut train = filter(train_all, true);
     let mut val = filter(val_all, false);
+    // 6a. Examples written from the pool's schemas, augmented like the
+    // others and filtered the same way. Like the composites they join
+    // after the shuffles below.
+    let synthesized = if opts.synth_per_tool > 0 {
+        let pool_only: Vec<Tool> = pool_tools.iter().map(|(_, t)| t.clone()).collect();
+        let (base, rep) = crate::synth::synthesize(
+            &pool_only,
+            &bank,
+            &crate::synth::SynthConfig {
+                per_tool: opts.synth_per_tool,
+                seed: opts.seed,
+                ..crate::synth::SynthConfig::default()
+            },
+        );
+        stats.synth_train = rep;
+        let (all, aug_rep) = run(&base, opts.synth_augment, "augment synth");
+        stats.augment_synth = aug_rep;
+        filter(all, true)
+    } else {
+        Vec::new()
+    };
     // 6b. Multi-call composites of training examples (filtered the same
     // way). They join after the shuffles below, so the validation file is
     // the same with or without them.
     let composites = if opts.compose > 0.0 {
+        let mut source = train.clone();
+        source.extend(synthesized.iter().cloned());
         let (extra, rep) = crate::compose::compose(
-            &train,
+            &source,
             &crate::compose::ComposeConfig {
                 fraction: opts.compose,
                 max_tools: opts.max_tools,
@@ -409,7 +446,8 @@ pub fn build(opts: &BuildOptions) -> Result<Stats, DataError> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     train.shuffle(&mut rng);
     val.shuffle(&mut rng);
-    if !composites.is_empty() {
+    if !composites.is_empty() || !synthesized.is_empty() {
+        train.extend(synthesized);
         train.extend(composites);
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5eed_c0de);
         train.shuffle(&mut rng);

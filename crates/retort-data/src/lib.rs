@@ -8,6 +8,7 @@
 //! - [`augment`]: deterministic augmentation.
 //! - [`compose`]: multi-call examples joined from single-call ones.
 //! - [`split`]: validation split by held-out tools.
+//! - [`synth`]: single-call examples written from the tool pool's schemas.
 //! - [`build`]: the whole `retort data build` pipeline.
 
 pub mod augment;
@@ -22,6 +23,7 @@ pub mod pylit;
 pub mod rng;
 pub mod schema_fix;
 pub mod split;
+pub mod synth;
 
 pub use build::{BuildOptions, Stats, build};
 pub use error::DataError;

@@ -52,6 +52,16 @@ pub struct BuildArgs {
     /// composed.
     #[arg(long, default_value_t = 0.1, value_name = "F")]
     compose: f64,
+    /// Examples written per pool tool from its own schema (arguments drawn
+    /// from the schema and the corpora's values, a request that mentions
+    /// each one); 0 turns it off. Gives training the thousands of pool
+    /// tools no teacher example calls. Training only.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    synth_per_tool: usize,
+    /// Augmented variants per synthesized example (distractors,
+    /// irrelevance, name masking, noise).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    synth_augment: usize,
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -85,9 +95,12 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         max_tools: a.max_tools,
         max_description_chars: a.max_description_chars,
         compose: a.compose,
+        synth_per_tool: a.synth_per_tool,
+        synth_augment: a.synth_augment,
         progress: !a.no_progress,
     };
     let opts_compose = opts.compose;
+    let opts_synth = opts.synth_per_tool;
     let s = retort_data::build(&opts).context("data build failed")?;
     let with_calls: usize = s.imported_with_calls.values().sum();
     println!(
@@ -118,6 +131,14 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
             s.compose_train.same_function + s.compose_train.different_functions,
             s.compose_train.same_function,
             s.compose_train.different_functions
+        );
+    }
+    if opts_synth > 0 {
+        println!(
+            "synthesized: {} examples from {} pool tools, {} after augmentation",
+            s.synth_train.examples,
+            s.synth_train.tools_used,
+            s.synth_train.examples + s.augment_synth.variants
         );
     }
     println!(
