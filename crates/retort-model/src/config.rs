@@ -89,6 +89,11 @@ pub struct ModelConfig {
     /// validation data.
     #[serde(default)]
     pub novel_repeat_calls: bool,
+    /// An array value has at least one element: ending an array before
+    /// its first element is not allowed (an empty list is almost never
+    /// what a request asks for). Chosen on validation data.
+    #[serde(default)]
+    pub non_empty_arrays: bool,
     /// When the tools do not fit into the input, the least relevant are
     /// left out. Relevance is the number of word pieces a tool shares with
     /// the query plus `rank_weight` times the cosine between their sentence
@@ -166,6 +171,7 @@ impl ModelConfig {
             end_call_bias: 0.0,
             query_copies_only: false,
             novel_repeat_calls: false,
+            non_empty_arrays: false,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
@@ -201,6 +207,7 @@ impl ModelConfig {
             end_call_bias: 0.0,
             query_copies_only: false,
             novel_repeat_calls: false,
+            non_empty_arrays: false,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,

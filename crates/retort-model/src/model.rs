@@ -554,6 +554,15 @@ pub fn greedy(
             ),
             _ => allowed,
         };
+        // Non-empty arrays: an array does not end before its first element.
+        let allowed = match &g.state {
+            State::InValue { v, .. }
+                if cfg.non_empty_arrays && v.array && v.done.is_empty() && v.cur.is_empty() =>
+            {
+                narrow(allowed, |c| c != Choice::Action(action::END_VAL))
+            }
+            _ => allowed,
+        };
         // Contiguous copies: right after a piece copied from position p,
         // another copied piece of the same value must come from p + 1 (a
         // value is one span of the query, not pieces from here and there).

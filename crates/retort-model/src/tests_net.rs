@@ -1066,3 +1066,46 @@ fn host_lower_layers_then_encode_from_match_encode() {
         assert!(worst < 1e-4, "{n} layers: worst difference {worst}");
     }
 }
+
+/// With the non-empty-array rule, an array value has at least one element,
+/// even from a network whose every step prefers ending the value.
+#[test]
+fn non_empty_arrays_get_an_element() {
+    let Some(tj) = tokenizer_json() else { return };
+    let tools = Tool::parse_many(
+        &json!([{"name": "plan_trip", "description": "Plan a trip through cities",
+          "parameters": {"type": "object", "properties": {
+            "cities": {"type": "array", "items": {"type": "string"}}},
+          "required": ["cities"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools");
+    let opts = CallOptions {
+        require_call: true,
+        ..Default::default()
+    };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let layout = Layout::new(&cfg);
+    let mut host = HostParams::init(&layout, 5);
+    let bias = layout.index_of("head.action.bias").expect("action bias");
+    host.values[bias][crate::net::action::END_VAL] = 60.0;
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    m.update_config(|c| c.copy_bias = 40.0).expect("bias");
+    let q = "Plan a trip through Oslo, Bergen and Tromso";
+    let cities = |m: &Model| {
+        let d = m.predict(q, &tools, &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls
+            .first()
+            .and_then(|c| c.arguments.get("cities"))
+            .and_then(|v| v.as_array().map(Vec::len))
+    };
+    assert_eq!(
+        cities(&m),
+        Some(0),
+        "without the rule the list ends at once"
+    );
+    m.update_config(|c| c.non_empty_arrays = true)
+        .expect("rule");
+    assert_eq!(cities(&m), Some(1), "with the rule it gets one element");
+}

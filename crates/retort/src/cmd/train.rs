@@ -153,6 +153,11 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "BOOL")]
     novel_repeat_calls: Option<bool>,
+    /// With --export/--eval-only: decode with the non-empty-array rule on
+    /// or off (an array value gets at least one element); stored in the
+    /// exported config.
+    #[arg(long, value_name = "BOOL")]
+    non_empty_arrays: Option<bool>,
     /// With --export: when a request's tools do not fit into the input,
     /// rank them by shared word pieces plus --rank-weight times the cosine
     /// of sentence embeddings after this many encoder layers (0: shared
@@ -194,6 +199,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 end_call_bias: a.end_call_bias,
                 query_copies_only: a.query_copies_only,
                 novel_repeat_calls: a.novel_repeat_calls,
+                non_empty_arrays: a.non_empty_arrays,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
                 integer_products: a.integer_products,
