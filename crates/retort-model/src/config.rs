@@ -94,6 +94,12 @@ pub struct ModelConfig {
     /// what a request asks for). Chosen on validation data.
     #[serde(default)]
     pub non_empty_arrays: bool,
+    /// A number copied from the query keeps its thousands separators
+    /// ("$12,000" gives 12000, not 12): right after copied digits that are
+    /// followed in the query by `,` and a group of three digits (no spaces),
+    /// the copy goes on through them. Not inside lists.
+    #[serde(default)]
+    pub thousands_separators: bool,
     /// When the tools do not fit into the input, the least relevant are
     /// left out. Relevance is the number of word pieces a tool shares with
     /// the query plus `rank_weight` times the cosine between their sentence
@@ -172,6 +178,7 @@ impl ModelConfig {
             query_copies_only: false,
             novel_repeat_calls: false,
             non_empty_arrays: false,
+            thousands_separators: false,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
@@ -208,6 +215,7 @@ impl ModelConfig {
             query_copies_only: false,
             novel_repeat_calls: false,
             non_empty_arrays: false,
+            thousands_separators: false,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,

@@ -473,6 +473,7 @@ pub fn greedy(
     };
     let t_encode = t0.elapsed();
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
+    g.thousands_groups = cfg.thousands_separators;
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
     let mut logp = vec![0f64; TEMPERATURES.len()];
@@ -576,6 +577,20 @@ pub fn greedy(
         // Whole words: inside a word the next piece of that word is the only
         // copy and the value cannot end; a run of copies (at the start of a
         // value or after a generated piece) does not start mid-word.
+        // Thousands separators: a copied number goes on through ", 000".
+        let allowed = match last_copy {
+            Some(p)
+                if cfg.thousands_separators
+                    && in_scalar_number(&g)
+                    && group_follows(&r, tok, p) =>
+            {
+                narrow(
+                    allowed,
+                    |c| matches!(c, Choice::Token(_, Some(q)) if q == p + 1),
+                )
+            }
+            _ => allowed,
+        };
         let allowed = if cfg.whole_word_copy {
             match last_copy {
                 Some(p) if continues_word(&r, tok, p) => narrow(
@@ -761,6 +776,35 @@ fn numeric_value(g: &Grammar<'_>) -> bool {
         &g.state,
         State::InValue { v, .. } if matches!(v.kind, crate::grammar::VKind::Integer | crate::grammar::VKind::Number)
     )
+}
+
+/// The value being decoded is one integer or number (not a list of them).
+fn in_scalar_number(g: &Grammar<'_>) -> bool {
+    numeric_value(g) && matches!(&g.state, State::InValue { v, .. } if !v.array)
+}
+
+/// Query piece `p` is digits, followed without spaces by `,` and a group of
+/// exactly three digits that ends there ("12" of "12,000").
+pub(crate) fn group_follows(r: &crate::render::Rendered, tok: &Tok, p: usize) -> bool {
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    let (Some(a), Some(comma), Some(group)) = (
+        query_piece(r, tok, p),
+        query_piece(r, tok, p + 1),
+        query_piece(r, tok, p + 2),
+    ) else {
+        return false;
+    };
+    let continued = attached(r, p + 2)
+        && r.ids
+            .get(p + 3)
+            .is_some_and(|&t| tok.text(t).starts_with("##"));
+    digits(a)
+        && comma == ","
+        && attached(r, p)
+        && attached(r, p + 1)
+        && group.len() == 3
+        && digits(group)
+        && !continued
 }
 
 /// Query pieces `p` and `p + 1` touch in the text (no space between them).

@@ -28,6 +28,8 @@ pub mod class {
     pub const BOOL: u8 = 32;
     /// Any `##` continuation.
     pub const CONT: u8 = 64;
+    /// `,`
+    pub const COMMA: u8 = 128;
 }
 
 /// Word pieces with their byte spans.
@@ -147,6 +149,9 @@ fn classify(s: &str) -> u8 {
     }
     if s == "." {
         c |= class::DOT;
+    }
+    if s == "," {
+        c |= class::COMMA;
     }
     if s == "true" || s == "false" {
         c |= class::BOOL;

@@ -1109,3 +1109,95 @@ fn non_empty_arrays_get_an_element() {
         .expect("rule");
     assert_eq!(cities(&m), Some(1), "with the rule it gets one element");
 }
+
+/// With the thousands-separator rule, a number copied from the query goes
+/// on through ",345": "12,345" gives 12345 (without it, 12); inside a list,
+/// "100,200" stays two elements.
+#[test]
+fn thousands_separators_join_digit_groups() {
+    let Some(tj) = tokenizer_json() else { return };
+    let tools = Tool::parse_many(
+        &json!([{"name": "pay", "description": "Send money",
+          "parameters": {"type": "object", "properties": {
+            "amount": {"type": "integer"}}, "required": ["amount"]}},
+          {"name": "total", "description": "Add numbers",
+          "parameters": {"type": "object", "properties": {
+            "values": {"type": "array", "items": {"type": "integer"}}},
+          "required": ["values"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools");
+    let pay = CallOptions {
+        force_function: Some("pay".into()),
+        ..Default::default()
+    };
+    let total = CallOptions {
+        force_function: Some("total".into()),
+        ..Default::default()
+    };
+    let mut joined = 0;
+    for seed in 0..8 {
+        // Only "." can be generated, so every digit is copied.
+        let cfg = ModelConfig::tiny(vec![1012]);
+        let host = HostParams::init(&Layout::new(&cfg), seed);
+        let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+        m.update_config(|c| {
+            c.copy_bias = 40.0;
+            c.contiguous_copy = true;
+            c.whole_word_copy = true;
+        })
+        .expect("rules");
+        let amount = |m: &Model| {
+            let d = m
+                .predict("Send 12,345 dollars", &tools, &pay)
+                .expect("predict");
+            retort_core::validate_all(&d.calls, &tools).expect("valid");
+            d.calls
+                .first()
+                .and_then(|c| c.arguments.get("amount"))
+                .and_then(serde_json::Value::as_i64)
+        };
+        let before = amount(&m);
+        assert!(matches!(before, Some(12 | 345)), "seed {seed}: {before:?}");
+        m.update_config(|c| c.thousands_separators = true)
+            .expect("rule");
+        let after = amount(&m);
+        assert!(matches!(after, Some(12345 | 345)), "seed {seed}: {after:?}");
+        if after == Some(12345) {
+            joined += 1;
+            assert_eq!(before, Some(12), "seed {seed}");
+        }
+        let d = m
+            .predict("Add 100,200 and 300", &tools, &total)
+            .expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        for v in d.calls.iter().flat_map(|c| c.arguments.values()) {
+            for x in v.as_array().into_iter().flatten() {
+                assert!(x.as_i64().is_some_and(|n| n < 1000), "seed {seed}: {x}");
+            }
+        }
+    }
+    assert!(joined > 0, "no network started the amount at 12");
+    // Separators are copied, never generated: with "," and "202" in the
+    // generation vocabulary and no separator in the query, no amount gets
+    // a generated group.
+    let Some(t) = crate::testutil::tok() else {
+        return;
+    };
+    let id = |s: &str| t.vocab.iter().position(|x| x == s).map(|i| i as u32);
+    let (Some(dot), Some(comma), Some(group)) = (id("."), id(","), id("202")) else {
+        panic!("vocabulary lacks . , 202");
+    };
+    for seed in 0..8 {
+        let cfg = ModelConfig::tiny(vec![dot, comma, group]);
+        let host = HostParams::init(&Layout::new(&cfg), seed);
+        let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+        m.update_config(|c| c.thousands_separators = true)
+            .expect("rule");
+        let d = m.predict("Send 7 dollars", &tools, &pay).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        for v in d.calls.iter().flat_map(|c| c.arguments.values()) {
+            assert!(v.as_i64().is_some_and(|n| n < 1000), "seed {seed}: {v}");
+        }
+    }
+}

@@ -967,6 +967,7 @@ pub struct DecodingOverrides {
     pub query_copies_only: Option<bool>,
     pub novel_repeat_calls: Option<bool>,
     pub non_empty_arrays: Option<bool>,
+    pub thousands_separators: Option<bool>,
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
     pub integer_products: Option<bool>,
@@ -985,6 +986,7 @@ impl DecodingOverrides {
             query_copies_only,
             novel_repeat_calls,
             non_empty_arrays,
+            thousands_separators,
             rank_layers,
             rank_weight,
             integer_products,
@@ -998,6 +1000,7 @@ impl DecodingOverrides {
         cfg.query_copies_only = query_copies_only.unwrap_or(cfg.query_copies_only);
         cfg.novel_repeat_calls = novel_repeat_calls.unwrap_or(cfg.novel_repeat_calls);
         cfg.non_empty_arrays = non_empty_arrays.unwrap_or(cfg.non_empty_arrays);
+        cfg.thousands_separators = thousands_separators.unwrap_or(cfg.thousands_separators);
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);
         cfg.integer_products = integer_products.unwrap_or(cfg.integer_products);

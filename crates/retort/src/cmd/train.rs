@@ -158,6 +158,11 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "BOOL")]
     non_empty_arrays: Option<bool>,
+    /// With --export/--eval-only: decode with the thousands-separator rule
+    /// on or off (a number copied from the query goes on through ",000"
+    /// groups: "$12,000" gives 12000); stored in the exported config.
+    #[arg(long, value_name = "BOOL")]
+    thousands_separators: Option<bool>,
     /// With --export: when a request's tools do not fit into the input,
     /// rank them by shared word pieces plus --rank-weight times the cosine
     /// of sentence embeddings after this many encoder layers (0: shared
@@ -200,6 +205,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 query_copies_only: a.query_copies_only,
                 novel_repeat_calls: a.novel_repeat_calls,
                 non_empty_arrays: a.non_empty_arrays,
+                thousands_separators: a.thousands_separators,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
                 integer_products: a.integer_products,
