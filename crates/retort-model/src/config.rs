@@ -100,6 +100,13 @@ pub struct ModelConfig {
     /// the copy goes on through them. Not inside lists.
     #[serde(default)]
     pub thousands_separators: bool,
+    /// Logit added, at the first piece of a value that is not an enum
+    /// member, to the query positions its parameter's name points at: the
+    /// piece right after a query mention of one of the name's words
+    /// (skipping "=", ":", "is", "of", ...), and for numbers also the number
+    /// right before one ("3 passengers"). 0: off. Tuned on validation data.
+    #[serde(default)]
+    pub name_anchor_bias: f64,
     /// When the tools do not fit into the input, the least relevant are
     /// left out. Relevance is the number of word pieces a tool shares with
     /// the query plus `rank_weight` times the cosine between their sentence
@@ -179,6 +186,7 @@ impl ModelConfig {
             novel_repeat_calls: false,
             non_empty_arrays: false,
             thousands_separators: false,
+            name_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
@@ -216,6 +224,7 @@ impl ModelConfig {
             novel_repeat_calls: false,
             non_empty_arrays: false,
             thousands_separators: false,
+            name_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
@@ -250,6 +259,7 @@ impl ModelConfig {
             ("copy_bias", self.copy_bias),
             ("extra_call_bias", self.extra_call_bias),
             ("end_call_bias", self.end_call_bias),
+            ("name_anchor_bias", self.name_anchor_bias),
             ("rank_weight", self.rank_weight),
         ] {
             if !(b.is_finite() && b.abs() <= 50.0) {

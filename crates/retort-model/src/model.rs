@@ -513,6 +513,20 @@ pub fn greedy(
                 }
             }
         }
+        // Name anchors: the first piece of a value leans towards the query
+        // positions its parameter's name points at.
+        if cfg.name_anchor_bias != 0.0
+            && let State::InValue { tool, param, v, .. } = &g.state
+            && v.cur.is_empty()
+            && !v.is_enum()
+            && let Some(rp) = r.tools.get(*tool).and_then(|t| t.params.get(*param))
+        {
+            for p in anchored_positions(&r, tok, &rp.name, numeric_value(&g)) {
+                if let Some(x) = z.get_mut(g.space.src_index(p)) {
+                    *x += cfg.name_anchor_bias as f32;
+                }
+            }
+        }
         match g.state {
             State::Between => {
                 let b = if g.calls.is_empty() {
@@ -776,6 +790,95 @@ fn numeric_value(g: &Grammar<'_>) -> bool {
         &g.state,
         State::InValue { v, .. } if matches!(v.kind, crate::grammar::VKind::Integer | crate::grammar::VKind::Number)
     )
+}
+
+/// Words that sit between a parameter's name and its value ("a = 4",
+/// "height is 9", "city: Paris").
+const FILLERS: &[&str] = &[
+    "=", ":", "is", "of", "to", "as", "'", "\"", "was", "be", "set", "at", "are", "equals",
+    "equal", "the", "a", "an",
+];
+
+/// Lower-case words of a parameter name ("initialVelocity" ->
+/// ["initial", "velocity"], "num_trials" -> ["num", "trials"]).
+fn name_words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_alphanumeric() {
+            if c.is_uppercase() && prev_lower && !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = c.is_lowercase() || c.is_ascii_digit();
+            cur.extend(c.to_lowercase());
+        } else {
+            prev_lower = false;
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Query positions a parameter's name points at: after each whole-word
+/// query mention of one of its words, the next piece that is not a filler
+/// word; with `numeric`, also the start of a number written right before a
+/// mention ("3 passengers").
+pub(crate) fn anchored_positions(
+    r: &crate::render::Rendered,
+    tok: &Tok,
+    name: &str,
+    numeric: bool,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    let query_len = r.segs.iter().take_while(|&&s| s == 0).count();
+    for w in name_words(name) {
+        let Ok(ids) = tok.ids(&w) else { continue };
+        if ids.is_empty() {
+            continue;
+        }
+        // Query positions run from 1 ([CLS] is 0) to the first [SEP].
+        let last_start = query_len.saturating_sub(ids.len());
+        for s in 1..last_start {
+            if r.ids.get(s..s + ids.len()) != Some(ids.as_slice())
+                || starts_mid_word(r, tok, s)
+                || continues_word(r, tok, s + ids.len() - 1)
+            {
+                continue;
+            }
+            let mut j = s + ids.len();
+            let mut skipped = 0;
+            while skipped < 3 && query_piece(r, tok, j).is_some_and(|x| FILLERS.contains(&x)) {
+                j += 1;
+                skipped += 1;
+            }
+            // Query text only: not the [SEP] that closes it.
+            if j + 1 < query_len && query_piece(r, tok, j).is_some() {
+                out.push(j);
+            }
+            if numeric && s > 1 {
+                // Walk back over the number's pieces to its first one.
+                let mut k = s - 1;
+                let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+                if query_piece(r, tok, k).is_some_and(digits) {
+                    while k > 1 && starts_mid_word(r, tok, k)
+                        || (k > 1 && query_piece(r, tok, k - 1) == Some(".") && attached(r, k - 1))
+                    {
+                        k -= 1;
+                    }
+                    out.push(k);
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The value being decoded is one integer or number (not a list of them).

@@ -1201,3 +1201,35 @@ fn thousands_separators_join_digit_groups() {
         }
     }
 }
+
+/// A parameter's name points at the value written next to it: after
+/// "height" (skipping "=", "is", ...) and, for numbers, before
+/// "passengers"; a name word inside another word points at nothing.
+#[test]
+fn name_anchors_point_next_to_parameter_names() {
+    let Some(t) = crate::testutil::tok() else {
+        return;
+    };
+    let q = "Heights aside: height 4 and width = 9.5 for 3 passengers";
+    let tools = weather_tools();
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let r = crate::render::render(&t, q, &tools, crate::model::infer_limits(&cfg), &[])
+        .expect("render");
+    let text_at = |ps: Vec<usize>| -> Vec<String> {
+        ps.into_iter()
+            .map(|p| {
+                let (a, b) = r.spans[p];
+                r.text[a..b].to_string()
+            })
+            .collect()
+    };
+    use crate::model::anchored_positions as anchors;
+    assert_eq!(text_at(anchors(&r, &t, "height", false)), vec!["4"]);
+    assert_eq!(text_at(anchors(&r, &t, "width", true)), vec!["9"]);
+    assert_eq!(text_at(anchors(&r, &t, "num_passengers", true)), vec!["3"]);
+    assert_eq!(
+        text_at(anchors(&r, &t, "passengers", false)),
+        Vec::<String>::new()
+    );
+    assert!(anchors(&r, &t, "depth", true).is_empty());
+}

@@ -163,6 +163,12 @@ pub struct TrainArgs {
     /// groups: "$12,000" gives 12000); stored in the exported config.
     #[arg(long, value_name = "BOOL")]
     thousands_separators: Option<bool>,
+    /// With --export/--eval-only: logit added, at a value's first piece,
+    /// to the query positions next to a mention of its parameter's name
+    /// ("height 4", "a = 3", "3 passengers"); 0 is off. Stored in the
+    /// exported config; tune it on validation data.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    name_anchor_bias: Option<f64>,
     /// With --export: when a request's tools do not fit into the input,
     /// rank them by shared word pieces plus --rank-weight times the cosine
     /// of sentence embeddings after this many encoder layers (0: shared
@@ -206,6 +212,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 novel_repeat_calls: a.novel_repeat_calls,
                 non_empty_arrays: a.non_empty_arrays,
                 thousands_separators: a.thousands_separators,
+                name_anchor_bias: a.name_anchor_bias,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
                 integer_products: a.integer_products,
