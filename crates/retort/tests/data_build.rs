@@ -231,6 +231,37 @@ fn builds_a_tiny_dataset() {
     );
     let plain = lines(&out4.join("train.jsonl"));
     assert_eq!(plain.len() + composed.len(), train.len());
+    // Schema synthesis adds training examples over pool tools, each call's
+    // values mentioned in its request; validation stays the same.
+    let out5 = tmp.path().join("out5");
+    let o = run_with(&teacher, &bfcl, &out5, "3", &["--synth-per-tool", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("synthesized:"));
+    assert_eq!(
+        std::fs::read(out.join("val.jsonl")).expect("read"),
+        std::fs::read(out5.join("val.jsonl")).expect("read")
+    );
+    let with_synth = lines(&out5.join("train.jsonl"));
+    let synth: Vec<&Value> = with_synth
+        .iter()
+        .filter(|e| e["source"] == "synth")
+        .collect();
+    assert!(!synth.is_empty(), "no synthesized examples");
+    assert!(with_synth.len() > train.len());
+    for e in &synth {
+        let q = e["query"].as_str().unwrap_or_default();
+        for c in e["calls"].as_array().into_iter().flatten() {
+            for v in c["arguments"]
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
+                if let Some(s) = v.as_str() {
+                    assert!(q.contains(s), "{s:?} not in {q:?}");
+                }
+            }
+        }
+    }
     let o = run_with(
         &teacher,
         &bfcl,
