@@ -111,6 +111,32 @@ impl Example {
     }
 }
 
+/// Split a name or text into lower-case words (snake_case, camelCase,
+/// spaces, dots): "getWeatherData v2_x" -> ["get", "weather", "data", "v2", "x"].
+pub fn split_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in s.chars() {
+        if c.is_alphanumeric() {
+            if c.is_uppercase() && prev_lower && !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = c.is_lowercase() || c.is_ascii_digit();
+            cur.extend(c.to_lowercase());
+        } else {
+            prev_lower = false;
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 /// Lower-case, turn punctuation into spaces and collapse whitespace: the
 /// normalisation of the BFCL contamination rule and of deduplication.
 pub fn normalize_text(s: &str) -> String {

@@ -17,7 +17,7 @@ pub mod validate;
 
 pub use caller::{CallOptions, CallerError, Prediction, ToolCaller};
 pub use example::{
-    Call, Category, DecisionLogprobs, Example, Message, TeacherInfo, normalize_text,
+    Call, Category, DecisionLogprobs, Example, Message, TeacherInfo, normalize_text, split_words,
 };
 pub use schema::{Dialect, Schema, SchemaError, SchemaType};
 pub use tool::{Tool, ToolError, ToolFormat};

@@ -110,31 +110,8 @@ const STOP: &[&str] = &[
     "will",
 ];
 
-/// Split a name or text into lower-case words (snake_case, camelCase,
-/// spaces, dots).
-pub fn words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    for c in s.chars() {
-        if c.is_alphanumeric() {
-            if c.is_uppercase() && prev_lower && !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            prev_lower = c.is_lowercase() || c.is_ascii_digit();
-            cur.extend(c.to_lowercase());
-        } else {
-            prev_lower = false;
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
+/// Split a name or text into lower-case words (shared with the model).
+pub use retort_core::split_words as words;
 
 fn content_words(s: &str) -> BTreeSet<String> {
     words(s)

@@ -799,32 +799,6 @@ const FILLERS: &[&str] = &[
     "equal", "the", "a", "an",
 ];
 
-/// Lower-case words of a parameter name ("initialVelocity" ->
-/// ["initial", "velocity"], "num_trials" -> ["num", "trials"]).
-fn name_words(name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    for c in name.chars() {
-        if c.is_alphanumeric() {
-            if c.is_uppercase() && prev_lower && !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            prev_lower = c.is_lowercase() || c.is_ascii_digit();
-            cur.extend(c.to_lowercase());
-        } else {
-            prev_lower = false;
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 /// Query positions a parameter's name points at: after each whole-word
 /// query mention of one of its words, the next piece that is not a filler
 /// word; with `numeric`, also the start of a number written right before a
@@ -837,7 +811,7 @@ pub(crate) fn anchored_positions(
 ) -> Vec<usize> {
     let mut out = Vec::new();
     let query_len = r.segs.iter().take_while(|&&s| s == 0).count();
-    for w in name_words(name) {
+    for w in retort_core::split_words(name) {
         let Ok(ids) = tok.ids(&w) else { continue };
         if ids.is_empty() {
             continue;
