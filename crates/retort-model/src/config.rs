@@ -100,6 +100,13 @@ pub struct ModelConfig {
     /// the copy goes on through them. Not inside lists.
     #[serde(default)]
     pub thousands_separators: bool,
+    /// A call's parameters are decoded in the order its schema lists them
+    /// (any may be left out, but none comes after a later one). The model
+    /// tends to give the first value the query states to the first
+    /// parameter it writes; requests mostly state values in the schema's
+    /// order. Chosen on validation data.
+    #[serde(default)]
+    pub schema_order_params: bool,
     /// Logit added, at the first piece of a value that is not an enum
     /// member, to the query positions its parameter's name points at: the
     /// piece right after a query mention of one of the name's words
@@ -186,6 +193,7 @@ impl ModelConfig {
             novel_repeat_calls: false,
             non_empty_arrays: false,
             thousands_separators: false,
+            schema_order_params: false,
             name_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -224,6 +232,7 @@ impl ModelConfig {
             novel_repeat_calls: false,
             non_empty_arrays: false,
             thousands_separators: false,
+            schema_order_params: false,
             name_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,

@@ -110,6 +110,8 @@ pub struct Grammar<'a> {
     /// and after a `,` a group of exactly three digits. Off by default
     /// (training targets never contain them).
     pub thousands_groups: bool,
+    /// Parameters only in schema order (`ModelConfig::schema_order_params`).
+    pub schema_order: bool,
     pub state: State,
     pub calls: Vec<Call>,
     cur_args: Map<String, Value>,
@@ -149,6 +151,7 @@ impl<'a> Grammar<'a> {
             max_value_tokens: max_value_tokens.max(1),
             max_calls: 16,
             thousands_groups: false,
+            schema_order: false,
             state: State::Between,
             calls: Vec::new(),
             cur_args: Map::new(),
@@ -304,10 +307,28 @@ impl<'a> Grammar<'a> {
             && self.forced.is_none_or(|f| f == t)
     }
 
+    /// With `schema_order`: parameter `k` comes after every parameter
+    /// given so far, and skips no required one (which could then never be
+    /// given, and the call never end).
+    fn in_schema_order(&self, tool: usize, used: &[bool], k: usize) -> bool {
+        let required = |j: usize| {
+            let params = &self.r.tools[tool].params;
+            self.tool_def(tool).is_some_and(|t| {
+                params
+                    .get(j)
+                    .is_some_and(|p| t.parameters.required.iter().any(|r| r == &p.name))
+            })
+        };
+        !used.iter().skip(k + 1).any(|&u| u)
+            && (0..k).all(|j| used.get(j).copied().unwrap_or(false) || !required(j))
+    }
+
     fn param_ok(&self, k: usize) -> bool {
         match &self.state {
             State::InCall { tool, used } => {
-                k < self.r.tools[*tool].params.len() && !used.get(k).copied().unwrap_or(true)
+                k < self.r.tools[*tool].params.len()
+                    && !used.get(k).copied().unwrap_or(true)
+                    && (!self.schema_order || self.in_schema_order(*tool, used, k))
             }
             _ => false,
         }
@@ -725,6 +746,7 @@ impl Grammar<'_> {
             max_value_tokens: self.max_value_tokens,
             max_calls: self.max_calls,
             thousands_groups: self.thousands_groups,
+            schema_order: self.schema_order,
             state: State::InCall {
                 tool,
                 used: vec![false; self.r.tools.get(tool).map(|t| t.params.len()).unwrap_or(0)],

@@ -474,6 +474,7 @@ pub fn greedy(
     let t_encode = t0.elapsed();
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     g.thousands_groups = cfg.thousands_separators;
+    g.schema_order = cfg.schema_order_params;
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
     let mut logp = vec![0f64; TEMPERATURES.len()];

@@ -135,6 +135,53 @@ fn copy_restores_original_casing() {
 }
 
 #[test]
+fn schema_order_keeps_parameters_in_order_without_skipping_required_ones() {
+    let Some(tok) = tok() else { return };
+    let ts = tools();
+    let r = render(&tok, "buy 3 pens for 2.5 dollars", &ts, LIM, &[]).expect("render");
+    let opts = CallOptions::default();
+    let mut free = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
+    drive(&mut free, &[Choice::Function(1)]);
+    // Without the rule any parameter may come first.
+    assert!((0..5).all(|k| free.allowed(Choice::Param(k))));
+    let mut g = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
+    g.schema_order = true;
+    drive(&mut g, &[Choice::Function(1)]);
+    // product (required) first: qty (required) cannot be skipped.
+    let allowed: Vec<usize> = (0..5).filter(|&k| g.allowed(Choice::Param(k))).collect();
+    assert_eq!(allowed, vec![0]);
+    let id = |s: &str| tok.ids(s).expect("ids")[0];
+    drive(
+        &mut g,
+        &[
+            Choice::Param(0),
+            Choice::Token(id("pens"), None),
+            Choice::Action(action::END_VAL),
+            Choice::Param(1),
+            Choice::Token(id("3"), None),
+            Choice::Action(action::END_VAL),
+        ],
+    );
+    // Optional ones may be skipped, but none comes back after a later one.
+    let allowed: Vec<usize> = (0..5).filter(|&k| g.allowed(Choice::Param(k))).collect();
+    assert_eq!(allowed, vec![2, 3, 4]);
+    drive(
+        &mut g,
+        &[
+            Choice::Param(3),
+            Choice::Token(id("true"), None),
+            Choice::Action(action::END_VAL),
+        ],
+    );
+    let allowed: Vec<usize> = (0..5).filter(|&k| g.allowed(Choice::Param(k))).collect();
+    assert_eq!(allowed, vec![4]);
+    assert!(g.allowed(Choice::Action(action::END_CALL)));
+    drive(&mut g, &[Choice::Action(action::END_CALL)]);
+    assert_eq!(g.calls[0].arguments["qty"], json!(3));
+    assert!(g.calls[0].arguments.get("price").is_none());
+}
+
+#[test]
 fn masks_follow_the_schema() {
     let Some(tok) = tok() else { return };
     let ts = tools();

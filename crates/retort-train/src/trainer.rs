@@ -968,6 +968,7 @@ pub struct DecodingOverrides {
     pub novel_repeat_calls: Option<bool>,
     pub non_empty_arrays: Option<bool>,
     pub thousands_separators: Option<bool>,
+    pub schema_order_params: Option<bool>,
     pub name_anchor_bias: Option<f64>,
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
@@ -988,6 +989,7 @@ impl DecodingOverrides {
             novel_repeat_calls,
             non_empty_arrays,
             thousands_separators,
+            schema_order_params,
             name_anchor_bias,
             rank_layers,
             rank_weight,
@@ -1003,6 +1005,7 @@ impl DecodingOverrides {
         cfg.novel_repeat_calls = novel_repeat_calls.unwrap_or(cfg.novel_repeat_calls);
         cfg.non_empty_arrays = non_empty_arrays.unwrap_or(cfg.non_empty_arrays);
         cfg.thousands_separators = thousands_separators.unwrap_or(cfg.thousands_separators);
+        cfg.schema_order_params = schema_order_params.unwrap_or(cfg.schema_order_params);
         cfg.name_anchor_bias = name_anchor_bias.unwrap_or(cfg.name_anchor_bias);
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);

@@ -163,6 +163,11 @@ pub struct TrainArgs {
     /// groups: "$12,000" gives 12000); stored in the exported config.
     #[arg(long, value_name = "BOOL")]
     thousands_separators: Option<bool>,
+    /// With --export/--eval-only: decode each call's parameters in the
+    /// order its schema lists them (any may be left out) on or off; stored
+    /// in the exported config.
+    #[arg(long, value_name = "BOOL")]
+    schema_order_params: Option<bool>,
     /// With --export/--eval-only: logit added, at a value's first piece,
     /// to the query positions next to a mention of its parameter's name
     /// ("height 4", "a = 3", "3 passengers"); 0 is off. Stored in the
@@ -212,6 +217,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 novel_repeat_calls: a.novel_repeat_calls,
                 non_empty_arrays: a.non_empty_arrays,
                 thousands_separators: a.thousands_separators,
+                schema_order_params: a.schema_order_params,
                 name_anchor_bias: a.name_anchor_bias,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
