@@ -100,11 +100,12 @@ pub struct ModelConfig {
     /// the copy goes on through them. Not inside lists.
     #[serde(default)]
     pub thousands_separators: bool,
-    /// A call's parameters are decoded in the order its schema lists them
-    /// (any may be left out, but none comes after a later one). The model
-    /// tends to give the first value the query states to the first
-    /// parameter it writes; requests mostly state values in the schema's
-    /// order. Chosen on validation data.
+    /// A call's parameters are decoded in the order its schema lists them:
+    /// an optional one may be left out, a required one may not, and none
+    /// comes after a later one. The model tends to give the first value the
+    /// query states to the first parameter it writes; requests mostly state
+    /// values in the schema's order. Measured neutral on validation, so off
+    /// in the shipped model.
     #[serde(default)]
     pub schema_order_params: bool,
     /// Logit added, at the first piece of a value that is not an enum
