@@ -72,7 +72,7 @@ pub struct TrainOptions {
     pub log_every: usize,
     /// Show a progress bar.
     pub progress: bool,
-    /// Stop as if interrupted when this step is reached (tests of `--resume`).
+    /// Stop as if interrupted when this step is reached (`--stop-at-step`).
     pub stop_at_step: Option<usize>,
     /// Threads computing gradients: with N >= 2 each batch is cut into N
     /// slices, each on its own thread (data parallel); 1: one graph per batch.

@@ -34,6 +34,12 @@ pub struct TrainArgs {
     /// Stop (with a checkpoint) after this many minutes.
     #[arg(long)]
     max_minutes: Option<f64>,
+    /// Stop (with a checkpoint, as on Ctrl-C) once this step is reached,
+    /// without changing the LR schedule that --max-steps sets. A run that
+    /// --max-minutes stopped at step N is replayed on any machine with
+    /// --stop-at-step N, and continued with --resume.
+    #[arg(long, value_name = "N")]
+    stop_at_step: Option<usize>,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     #[arg(long, default_value_t = 3e-4)]
@@ -251,6 +257,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     o.epochs = a.epochs;
     o.max_steps = a.max_steps;
     o.max_minutes = a.max_minutes;
+    o.stop_at_step = a.stop_at_step;
     o.batch_size = a.batch_size;
     o.lr = a.lr;
     o.warmup = a.warmup;
