@@ -24,28 +24,10 @@ const STOPWORDS: &[&str] = &[
     "how", "can", "do", "does", "will", "from", "given", "current",
 ];
 
-/// Lower-case words, with snake_case and camelCase split.
+/// Lower-case words, with snake_case and camelCase split
+/// ([`retort_core::split_words`]), stopwords left out.
 pub fn words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    for c in s.chars() {
-        if c.is_alphanumeric() {
-            if c.is_uppercase() && prev_lower && !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            prev_lower = c.is_lowercase();
-            cur.extend(c.to_lowercase());
-        } else {
-            prev_lower = false;
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
+    let mut out = retort_core::split_words(s);
     out.retain(|w| !STOPWORDS.contains(&w.as_str()));
     out
 }
