@@ -46,26 +46,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[],
         )?;
         tokens.push(r.len());
-        // The encoder pass that requests run: hand-written for full
-        // attention, burn's joint pass for block-masked models (whose
-        // requests reuse cached tools instead).
+        // The encoder pass of a request whose tools are not cached yet
+        // (hand-written, under the model's block mask if it has one);
+        // block-masked models' warm requests reuse cached tools instead.
         let t = Instant::now();
-        let enc = if model.cfg.block_mask {
-            let x = retort_model::net::EncBatch::new(
-                &[(&r.ids, &r.segs)],
-                model.tok.pad,
-                &model.device,
-            );
-            model.net.encode(&model.params, &x)
-        } else {
-            retort_model::fastenc::full_pass(
-                &model.net,
-                &model.params,
-                &r.ids,
-                &r.segs,
-                &model.device,
-            )?
-        };
+        let enc = retort_model::fastenc::full_pass(
+            &model.net,
+            &model.params,
+            &r.ids,
+            &r.segs,
+            model.tok.sep,
+            &model.device,
+        )?;
         let _ = enc.into_data();
         enc_times.push(t.elapsed().as_secs_f64() * 1000.0);
         // Twice: the second call finds the tools in the cache (block-masked

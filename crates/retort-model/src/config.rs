@@ -46,6 +46,14 @@ pub struct ModelConfig {
     /// configurations (full attention).
     #[serde(default)]
     pub block_mask: bool,
+    /// The block mask in the lowest `block_layers` encoder layers only
+    /// (0: none; ignored when `block_mask` puts it in every layer). Tool
+    /// positions restart at every tool, the lower layers' tool states are
+    /// cached as under `block_mask`, and the layers above attend fully, so
+    /// a request runs only its query through the lower layers and the
+    /// whole input through the few upper ones.
+    #[serde(default)]
+    pub block_layers: usize,
     /// Added to the logits of copying a value piece from the query while
     /// decoding (0: the trained distribution). Tuned on held-out
     /// validation data, never on test data.
@@ -184,6 +192,7 @@ impl ModelConfig {
             max_value_tokens: 40,
             confidence_temperature: 1.0,
             block_mask: true,
+            block_layers: 0,
             copy_bias: 0.0,
             contiguous_copy: false,
             whole_word_copy: false,
@@ -223,6 +232,7 @@ impl ModelConfig {
             max_value_tokens: 40,
             confidence_temperature: 1.0,
             block_mask: false,
+            block_layers: 0,
             copy_bias: 0.0,
             contiguous_copy: false,
             whole_word_copy: false,
@@ -240,6 +250,22 @@ impl ModelConfig {
             integer_products: false,
             eight_bit_activations: Vec::new(),
         }
+    }
+
+    /// Encoder layers (from the bottom) under the block mask: all of them
+    /// with `block_mask`, else `block_layers`.
+    pub fn masked_layers(&self) -> usize {
+        if self.block_mask {
+            self.enc_layers
+        } else {
+            self.block_layers.min(self.enc_layers)
+        }
+    }
+
+    /// The block mask of this network's encoder, if any.
+    pub fn block(&self, sep: u32) -> Option<crate::net::BlockMask> {
+        let layers = self.masked_layers();
+        (layers > 0).then_some(crate::net::BlockMask { sep, layers })
     }
 
     /// Check the invariants the network relies on.
@@ -278,6 +304,12 @@ impl ModelConfig {
         }
         if !(self.confidence_temperature.is_finite() && self.confidence_temperature > 0.0) {
             return bad("confidence_temperature must be positive".into());
+        }
+        if self.block_layers > self.enc_layers {
+            return bad(format!(
+                "block_layers ({}) exceeds the {} encoder layers",
+                self.block_layers, self.enc_layers
+            ));
         }
         if self.rank_layers > self.enc_layers {
             return bad(format!(

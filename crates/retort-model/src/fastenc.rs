@@ -237,6 +237,9 @@ impl pulp::WithSimd for Gelu<'_> {
 
 /// Multi-head attention of the `q` query rows over their own keys and
 /// values plus every block's (all `[n, D]`, heads side by side).
+/// With `groups`, own row `i` sees own row `j` only when `groups[i]` is 0
+/// (the query) or equals `groups[j]` (the same tool): the block mask.
+#[allow(clippy::too_many_arguments)]
 fn attention(
     qm: &[f32],
     own: (&[f32], &[f32]),
@@ -245,6 +248,7 @@ fn attention(
     q: usize,
     d: usize,
     heads: usize,
+    groups: Option<&[usize]>,
 ) -> Vec<f32> {
     let dh = d / heads;
     let scale = 1.0 / (dh as f32).sqrt();
@@ -268,6 +272,7 @@ fn attention(
                 dh,
                 total,
                 scale,
+                groups,
             })
         })
         .collect();
@@ -290,6 +295,7 @@ struct HeadAttention<'a> {
     dh: usize,
     total: usize,
     scale: f32,
+    groups: Option<&'a [usize]>,
 }
 
 impl pulp::WithSimd for HeadAttention<'_> {
@@ -305,6 +311,7 @@ impl pulp::WithSimd for HeadAttention<'_> {
             dh,
             total,
             scale,
+            groups,
         } = self;
         // This head's keys transposed (`[dh, tp]`, zero beyond `total`)
         // and values (`[total, dh]`), contiguous. Scores and context are
@@ -344,6 +351,17 @@ impl pulp::WithSimd for HeadAttention<'_> {
                 }
             }
             let scores = &mut scores[..total];
+            if let Some(g) = groups
+                && let Some(&gi) = g.get(i)
+                && gi != 0
+            {
+                // The own rows come first among the sources.
+                for (s, &gj) in scores.iter_mut().zip(g.iter().take(q)) {
+                    if gj != gi {
+                        *s = f32::NEG_INFINITY;
+                    }
+                }
+            }
             let m = max8(scores);
             for s in scores.iter_mut() {
                 *s = fast_exp(*s - m);
@@ -386,7 +404,9 @@ fn context<const D: usize>(w: &[f32], vh: &[f32], o: &mut [f32]) {
     }
 }
 
-/// The encoder states `[1, q, D]` of the query block against cached tools.
+/// The encoder states `[1, q, D]` of the query block against cached tools,
+/// after the network's block-masked layers (all of them with
+/// `block_mask`, the lowest `block_layers` otherwise).
 pub fn query_pass(
     net: &Net,
     p: &Params,
@@ -394,44 +414,101 @@ pub fn query_pass(
     blocks: &[&ToolBlock],
     device: &Device,
 ) -> Result<Tensor<3>, ModelError> {
-    let x = host3(net.embed_block(p, query_ids, 0, 0, device))?;
     let q = query_ids.len().max(1);
-    let x = layers(
-        net,
-        p,
-        x,
-        q,
-        blocks,
-        usize::MAX,
-        net.cfg.integer_products,
-        device,
-    )?;
+    let x = query_states(net, p, query_ids, blocks, device)?;
     Ok(Tensor::from_data(
         TensorData::new(x, [1, q, net.cfg.hidden]),
         device,
     ))
 }
 
-/// Full-attention encoding of one unpadded row (`segs[j]` is token `j`'s
-/// segment, positions run from 0): the same states as [`Net::encode`]
-/// without the block mask, `[1, n, D]`. This is the request path of models
-/// trained without the block mask, where burn's per-operation cost was
-/// about half of the encoder's time at BFCL-simple lengths.
+/// [`query_pass`] on the host: `[q, D]` row-major.
+fn query_states(
+    net: &Net,
+    p: &Params,
+    query_ids: &[u32],
+    blocks: &[&ToolBlock],
+    device: &Device,
+) -> Result<Vec<f32>, ModelError> {
+    let x = host3(net.embed_block(p, query_ids, 0, 0, device))?;
+    let q = query_ids.len().max(1);
+    let pass = Pass {
+        blocks,
+        ..Pass::first(net.cfg.masked_layers(), net.cfg.integer_products)
+    };
+    layers(net, p, x, q, pass, None, device)
+}
+
+/// One tool block (its tokens up to and including its `[SEP]`, segment 1,
+/// positions from 1) through the network's block-masked layers, on the
+/// host with the served arithmetic: what the joint encoding computes for
+/// those rows in those layers, so it can be cached and reused with any
+/// query.
+pub fn tool_block(
+    net: &Net,
+    p: &Params,
+    ids: &[u32],
+    device: &Device,
+) -> Result<ToolBlock, ModelError> {
+    let n = ids.len().max(1);
+    let x = host3(net.embed_block(p, ids, 1, 1, device))?;
+    let mut kv = Vec::new();
+    let pass = Pass::first(net.cfg.masked_layers(), net.cfg.integer_products);
+    let h = layers(net, p, x, n, pass, Some(&mut kv), device)?;
+    Ok(ToolBlock {
+        kv,
+        out: Tensor::from_data(TensorData::new(h, [1, n, net.cfg.hidden]), device),
+        len: n,
+    })
+}
+
+/// The whole encoder output `[1, S, D]` of a request whose tools are
+/// cached blocks, for a network with the block mask in its lowest
+/// `block_layers` layers only: the query runs through those layers
+/// against the blocks, then every row (query, then the blocks in order)
+/// through the fully attending layers above.
+pub fn upper_pass(
+    net: &Net,
+    p: &Params,
+    query_ids: &[u32],
+    blocks: &[&ToolBlock],
+    device: &Device,
+) -> Result<Tensor<3>, ModelError> {
+    let d = net.cfg.hidden;
+    let mut x = query_states(net, p, query_ids, blocks, device)?;
+    for b in blocks {
+        x.extend(host3(b.out.clone())?);
+    }
+    let n = x.len() / d.max(1);
+    let pass = Pass {
+        from: net.cfg.masked_layers(),
+        ..Pass::first(usize::MAX, net.cfg.integer_products)
+    };
+    let x = layers(net, p, x, n, pass, None, device)?;
+    Ok(Tensor::from_data(TensorData::new(x, [1, n, d]), device))
+}
+
+/// The encoding of one unpadded row (`segs[j]` is token `j`'s segment):
+/// the same states as [`Net::encode`], `[1, n, D]`, under the network's
+/// block mask if it has one. This is the request path when no tool cache
+/// applies; with full attention burn's per-operation cost was about half
+/// of the encoder's time at BFCL-simple lengths.
 pub fn full_pass(
     net: &Net,
     p: &Params,
     ids: &[u32],
     segs: &[u32],
+    sep: u32,
     device: &Device,
 ) -> Result<Tensor<3>, ModelError> {
     let n = ids.len().max(1);
-    let x = host3(net.embed_tokens(p, ids, segs, device))?;
-    let x = layers(
+    let block = net.cfg.block(sep);
+    let x = states(
         net,
         p,
-        x,
-        n,
-        &[],
+        ids,
+        segs,
+        block,
         usize::MAX,
         net.cfg.integer_products,
         device,
@@ -440,6 +517,35 @@ pub fn full_pass(
         TensorData::new(x, [1, n, net.cfg.hidden]),
         device,
     ))
+}
+
+/// The states `[n, D]` of one unpadded row after its first `n_layers`
+/// encoder layers. Positions run from 0; under `block` they restart at
+/// every tool and the lowest `block.layers` layers use the block mask.
+#[allow(clippy::too_many_arguments)]
+fn states(
+    net: &Net,
+    p: &Params,
+    ids: &[u32],
+    segs: &[u32],
+    block: Option<crate::net::BlockMask>,
+    n_layers: usize,
+    int: bool,
+    device: &Device,
+) -> Result<Vec<f32>, ModelError> {
+    let n = ids.len().max(1);
+    let Some(m) = block else {
+        let x = host3(net.embed_tokens(p, ids, segs, device))?;
+        return layers(net, p, x, n, Pass::first(n_layers, int), None, device);
+    };
+    let (groups, pos) = crate::net::block_groups(ids, m.sep);
+    let x = host3(net.embed_positioned(p, ids, segs, &pos, device))?;
+    let pass = Pass {
+        groups: Some(&groups),
+        masked: m.layers,
+        ..Pass::first(n_layers, int)
+    };
+    layers(net, p, x, n, pass, None, device)
 }
 
 /// A sentence embedding of `ids` (one segment-0 row): the mean of the
@@ -456,16 +562,8 @@ pub fn pooled(
     let n = ids.len().max(1);
     let segs = vec![0u32; ids.len()];
     let x = host3(net.embed_tokens(p, ids, &segs, device))?;
-    let x = layers(
-        net,
-        p,
-        x,
-        n,
-        &[],
-        n_layers,
-        net.cfg.integer_products,
-        device,
-    )?;
+    let pass = Pass::first(n_layers, net.cfg.integer_products);
+    let x = layers(net, p, x, n, pass, None, device)?;
     let d = net.cfg.hidden;
     let mut mean = vec![0f32; d];
     for row in x.chunks_exact(d) {
@@ -483,45 +581,88 @@ pub fn pooled(
 }
 
 /// The states of one unpadded row after the embeddings and the first
-/// `n_layers` encoder layers (full attention; `segs[j]` is token `j`'s
-/// segment, positions run from 0), `[n, D]` row-major. Matrices that `p`
+/// `n_layers` encoder layers (`segs[j]` is token `j`'s segment), `[n, D]`
+/// row-major. Matrices that `p`
 /// holds as int8 are multiplied in integers ([`Params::with_int8_layers`]).
 /// Training runs its frozen lower layers here, then [`Net::encode_from`]:
 /// no autodiff, no padding, and the arithmetic of the served model.
+/// Without a block mask positions run from 0; under the network's block
+/// mask (`sep` splits the blocks) they restart at every tool and the
+/// masked layers see only their block.
 pub fn lower_layers(
     net: &Net,
     p: &Params,
     ids: &[u32],
     segs: &[u32],
+    sep: u32,
     n_layers: usize,
     device: &Device,
 ) -> Result<Vec<f32>, ModelError> {
-    let n = ids.len().max(1);
-    let x = host3(net.embed_tokens(p, ids, segs, device))?;
-    layers(net, p, x, n, &[], n_layers, true, device)
+    states(
+        net,
+        p,
+        ids,
+        segs,
+        net.cfg.block(sep),
+        n_layers,
+        true,
+        device,
+    )
 }
 
-/// The first `n_layers` encoder layers over `q` embedded rows `x` (`[q,
-/// D]`, row-major) that attend to themselves and to every cached block;
-/// with `int`, matrices held as int8 are multiplied in integers.
-#[allow(clippy::too_many_arguments)]
+/// Which encoder layers [`layers`] runs and what their rows see.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    /// Layers `from..to` (clamped to the encoder).
+    from: usize,
+    to: usize,
+    /// Cached blocks every row also attends to.
+    blocks: &'a [&'a ToolBlock],
+    /// The rows' block groups: the block mask in layers below `masked`.
+    groups: Option<&'a [usize]>,
+    masked: usize,
+    /// Multiply int8-held matrices in integers.
+    int: bool,
+}
+
+impl<'a> Pass<'a> {
+    fn first(n_layers: usize, int: bool) -> Self {
+        Pass {
+            from: 0,
+            to: n_layers,
+            blocks: &[],
+            groups: None,
+            masked: 0,
+            int,
+        }
+    }
+}
+
+/// Encoder layers `pass.from..pass.to` over `q` embedded rows `x` (`[q,
+/// D]`, row-major) that attend to themselves and to every cached block.
+/// With `kv_out`, each layer's keys and values of the rows are kept.
 fn layers(
     net: &Net,
     p: &Params,
     mut x: Vec<f32>,
     q: usize,
-    blocks: &[&ToolBlock],
-    n_layers: usize,
-    int: bool,
+    pass: Pass<'_>,
+    mut kv_out: Option<&mut Vec<(Vec<f32>, Vec<f32>)>>,
     device: &Device,
 ) -> Result<Vec<f32>, ModelError> {
     let c = &net.cfg;
     let d = c.hidden;
-    for (li, layer) in net.layout.enc.iter().enumerate().take(n_layers) {
+    let int = pass.int;
+    let span = pass.to.saturating_sub(pass.from);
+    for (li, layer) in net.layout.enc.iter().enumerate().skip(pass.from).take(span) {
         let qm = linear(p, layer.attn.q, &x, q, int, device)?;
         let km = linear(p, layer.attn.k, &x, q, int, device)?;
         let vm = linear(p, layer.attn.v, &x, q, int, device)?;
-        let ctx = attention(&qm, (&km, &vm), blocks, li, q, d, c.heads);
+        let groups = pass.groups.filter(|_| li < pass.masked);
+        let ctx = attention(&qm, (&km, &vm), pass.blocks, li, q, d, c.heads, groups);
+        if let Some(out) = kv_out.as_deref_mut() {
+            out.push((km, vm));
+        }
         let a = linear(p, layer.attn.o, &ctx, q, int, device)?;
         for (xi, ai) in x.iter_mut().zip(&a) {
             *xi += ai;

@@ -44,7 +44,7 @@ pub struct Model {
     pub tok: Tok,
     pub device: Device,
     tokenizer_json: Vec<u8>,
-    /// Encodings of recently seen tools (used when `cfg.block_mask`).
+    /// Encodings of recently seen tools (used under a block mask).
     pub tool_cache: ToolCache,
     /// Sentence embeddings of recent queries and tools (tool ranking).
     pub embed_cache: EmbedCache,
@@ -342,37 +342,40 @@ fn encode_request(
 ) -> Result<(Tensor<3>, Tensor<4>), ModelError> {
     let cfg = &net.cfg;
     let rows = [(&r.ids[..], &r.segs[..])];
+    let masked = cfg.masked_layers();
     match cache {
-        Some(cache) if cfg.block_mask => {
+        Some(cache) if masked > 0 => {
             // Only the decoder's padding mask is needed here, not the
             // encoder's S x S block mask.
             let pad_bias = EncBatch::new(&rows, tok.pad, device).pad_bias;
             let ranges = crate::net::block_ranges(&r.ids, tok.sep);
             let Some((q, rest)) = ranges.split_first() else {
-                let enc_in = EncBatch::for_config(cfg, &rows, tok.pad, tok.sep, device);
-                return Ok((net.encode(params, &enc_in), pad_bias));
+                let enc = crate::fastenc::full_pass(net, params, &r.ids, &r.segs, tok.sep, device)?;
+                return Ok((enc, pad_bias));
             };
             let blocks: Vec<std::sync::Arc<crate::net::ToolBlock>> = rest
                 .iter()
                 .map(|rg| {
                     let ids = &r.ids[rg.clone()];
-                    cache.get_or_try_insert(ids, || net.encode_tool_block(params, ids, device))
+                    cache.get_or_try_insert(ids, || {
+                        crate::fastenc::tool_block(net, params, ids, device)
+                    })
                 })
                 .collect::<Result<_, _>>()?;
             let refs: Vec<&crate::net::ToolBlock> = blocks.iter().map(|b| b.as_ref()).collect();
-            let enc = net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device)?;
-            Ok((enc, pad_bias))
-        }
-        _ if !cfg.block_mask => {
-            // One unpadded row: no padding bias inside the encoder, and the
-            // hand-written pass (parity-tested against `Net::encode`).
-            let pad_bias = EncBatch::new(&rows, tok.pad, device).pad_bias;
-            let enc = crate::fastenc::full_pass(net, params, &r.ids, &r.segs, device)?;
+            let enc = if masked >= cfg.enc_layers {
+                net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device)?
+            } else {
+                crate::fastenc::upper_pass(net, params, &r.ids[q.clone()], &refs, device)?
+            };
             Ok((enc, pad_bias))
         }
         _ => {
-            let enc_in = EncBatch::for_config(cfg, &rows, tok.pad, tok.sep, device);
-            Ok((net.encode(params, &enc_in), enc_in.pad_bias))
+            // One unpadded row: no padding bias inside the encoder, and the
+            // hand-written pass (parity-tested against `Net::encode`).
+            let pad_bias = EncBatch::new(&rows, tok.pad, device).pad_bias;
+            let enc = crate::fastenc::full_pass(net, params, &r.ids, &r.segs, tok.sep, device)?;
+            Ok((enc, pad_bias))
         }
     }
 }
@@ -1018,7 +1021,7 @@ impl ToolCaller for Model {
     }
 
     fn counters(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
-        if !self.cfg.block_mask {
+        if self.cfg.masked_layers() == 0 {
             return Vec::new();
         }
         let s = self.tool_cache.stats();

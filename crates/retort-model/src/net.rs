@@ -786,9 +786,21 @@ pub struct EncBatch {
     /// Additive mask `[B, 1, 1, S]`: 0 for tokens, -1e4 for padding (what
     /// the decoder's cross-attention sees).
     pub pad_bias: Tensor<4>,
-    /// Additive self-attention mask of the encoder: `[B, 1, 1, S]` (padding
-    /// only) or, with the block mask, `[B, 1, S, S]`.
+    /// Additive self-attention mask of the encoder layers above the block
+    /// mask: `[B, 1, 1, S]` (padding only).
     pub attn_bias: Tensor<4>,
+    /// The block mask `[B, 1, S, S]` of the lowest `masked_layers` layers.
+    pub lower_bias: Option<Tensor<4>>,
+    /// Encoder layers (from the bottom) that use `lower_bias`.
+    pub masked_layers: usize,
+}
+
+/// Where the encoder's block attention mask applies: rows split after
+/// every `sep`, in the lowest `layers` layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockMask {
+    pub sep: u32,
+    pub layers: usize,
 }
 
 /// Where each token of a rendered row sits under the block mask: its group
@@ -836,9 +848,10 @@ impl EncBatch {
         Self::build(rows, pad, None, device)
     }
 
-    /// Build for a network: with `cfg.block_mask`, tool tokens attend only
-    /// to their own tool (so tool encodings do not depend on the query and
-    /// can be cached) and each tool's positions start again at 1.
+    /// Build for a network: under its block mask (`cfg.block_mask` or
+    /// `cfg.block_layers`), tool tokens attend only to their own tool in the
+    /// masked layers (so those layers' tool encodings do not depend on the
+    /// query and can be cached) and each tool's positions start again at 1.
     pub fn for_config(
         cfg: &ModelConfig,
         rows: &[(&[u32], &[u32])],
@@ -846,14 +859,14 @@ impl EncBatch {
         sep: u32,
         device: &Device,
     ) -> Self {
-        Self::build(rows, pad, cfg.block_mask.then_some(sep), device)
+        Self::build(rows, pad, cfg.block(sep), device)
     }
 
     /// Build with an optional block mask (groups split after each `sep`).
     pub fn build(
         rows: &[(&[u32], &[u32])],
         pad: u32,
-        block_sep: Option<u32>,
+        block: Option<BlockMask>,
         device: &Device,
     ) -> Self {
         let b = rows.len();
@@ -871,9 +884,9 @@ impl EncBatch {
             }
         }
         let pad_bias = Tensor::from_data(TensorData::new(bias.clone(), [b, 1, 1, s]), device);
-        let attn_bias = match block_sep {
-            None => pad_bias.clone(),
-            Some(sep) => {
+        let lower_bias = match block {
+            None => None,
+            Some(BlockMask { sep, .. }) => {
                 let mut full = vec![-1.0e4f32; b * s * s];
                 for (i, (r, _)) in rows.iter().enumerate() {
                     let (groups, p) = block_groups(r, sep);
@@ -888,15 +901,20 @@ impl EncBatch {
                         }
                     }
                 }
-                Tensor::from_data(TensorData::new(full, [b, 1, s, s]), device)
+                Some(Tensor::from_data(
+                    TensorData::new(full, [b, 1, s, s]),
+                    device,
+                ))
             }
         };
         EncBatch {
             ids: Tensor::from_data(TensorData::new(ids, [b, s]), device),
             segs: Tensor::from_data(TensorData::new(segs, [b, s]), device),
             pos: Tensor::from_data(TensorData::new(pos, [b, s]), device),
+            attn_bias: pad_bias.clone(),
             pad_bias,
-            attn_bias,
+            masked_layers: block.map_or(0, |m| m.layers),
+            lower_bias,
         }
     }
 }
@@ -1044,15 +1062,12 @@ impl Net {
     ) -> Tensor<3> {
         let l = &self.layout;
         let c = &self.cfg;
-        for layer in l.enc.iter().skip(from) {
-            let a = attention(
-                p,
-                layer.attn,
-                c.heads,
-                h.clone(),
-                h.clone(),
-                Some(x.attn_bias.clone()),
-            );
+        for (i, layer) in l.enc.iter().enumerate().skip(from) {
+            let bias = match &x.lower_bias {
+                Some(m) if i < x.masked_layers => m.clone(),
+                _ => x.attn_bias.clone(),
+            };
+            let a = attention(p, layer.attn, c.heads, h.clone(), h.clone(), Some(bias));
             h = ln3(p, layer.ln1, h + a, c.layer_norm_eps);
             let f = lin3(
                 p,
@@ -1073,7 +1088,7 @@ impl Net {
         seg: u32,
         device: &Device,
     ) -> Tensor<3> {
-        self.embed_row(p, ids, first_pos, |_| seg, device)
+        self.embed_row(p, ids, |j| first_pos + j, |_| seg, device)
     }
 
     /// Embeddings of one unpadded row with per-token segments and positions
@@ -1085,16 +1100,34 @@ impl Net {
         segs: &[u32],
         device: &Device,
     ) -> Tensor<3> {
-        self.embed_row(p, ids, 0, |j| segs.get(j).copied().unwrap_or(0), device)
+        self.embed_row(p, ids, |j| j, |j| segs.get(j).copied().unwrap_or(0), device)
     }
 
-    /// Embeddings of one row: positions from `first_pos`, token `j` in
-    /// segment `seg(j)`, then the embedding layer norm.
+    /// Embeddings of one unpadded row with per-token segments and positions.
+    pub(crate) fn embed_positioned(
+        &self,
+        p: &Params,
+        ids: &[u32],
+        segs: &[u32],
+        pos: &[usize],
+        device: &Device,
+    ) -> Tensor<3> {
+        self.embed_row(
+            p,
+            ids,
+            |j| pos.get(j).copied().unwrap_or(j),
+            |j| segs.get(j).copied().unwrap_or(0),
+            device,
+        )
+    }
+
+    /// Embeddings of one row: token `j` at position `pos(j)` in segment
+    /// `seg(j)`, then the embedding layer norm.
     fn embed_row(
         &self,
         p: &Params,
         ids: &[u32],
-        first_pos: usize,
+        pos: impl Fn(usize) -> usize,
         seg: impl Fn(usize) -> u32,
         device: &Device,
     ) -> Tensor<3> {
@@ -1104,7 +1137,7 @@ impl Net {
         let mut idv: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
         idv.resize(n, 0);
         let posv: Vec<i64> = (0..n)
-            .map(|j| (first_pos + j).min(c.max_positions - 1) as i64)
+            .map(|j| pos(j).min(c.max_positions - 1) as i64)
             .collect();
         let segv: Vec<i64> = (0..n).map(|j| seg(j) as i64).collect();
         let t = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, n]), device);
@@ -1168,7 +1201,7 @@ impl Net {
                 .try_into_vec::<f32>()
                 .map_err(|e| ModelError::Weights(format!("{e:?}")))
         };
-        for layer in &self.layout.enc {
+        for layer in self.layout.enc.iter().take(self.cfg.masked_layers()) {
             let (nh, (k, v)) = self.enc_layer(p, layer, h, &[]);
             h = nh;
             kv.push((host(k)?, host(v)?));

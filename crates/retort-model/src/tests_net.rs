@@ -211,6 +211,20 @@ fn required_call_without_tools_is_a_request_error() {
     assert!(d.calls.is_empty());
 }
 
+/// `[CLS] query [SEP]` (segment 0) then two tools, `2000 2001 2002 [SEP]`
+/// and `3000 3001 [SEP]` (segment 1): ids, segments and the query's length.
+fn two_tool_row(query: &[u32]) -> (Vec<u32>, Vec<u32>, usize) {
+    let sep = 102u32;
+    let mut ids = vec![101u32];
+    ids.extend_from_slice(query);
+    ids.push(sep);
+    let q = ids.len();
+    ids.extend_from_slice(&[2000, 2001, 2002, sep, 3000, 3001, sep]);
+    let mut segs = vec![0u32; q];
+    segs.resize(ids.len(), 1);
+    (ids, segs, q)
+}
+
 /// Under the block mask a tool's encoder states do not depend on the query
 /// (or on the other tools): they equal the tool encoded on its own, with
 /// positions from 1. The query's states do see the tools.
@@ -222,20 +236,9 @@ fn block_mask_isolates_tool_encodings() {
     let net = Net::new(cfg.clone(), &device).expect("net");
     let host = HostParams::init(&net.layout, 5);
     let p = host.to_device(&net.layout, &device, None);
-    let (cls, sep) = (101u32, 102u32);
+    let sep = 102u32;
     let tool_a = [2000u32, 2001, 2002, sep];
-    let tool_b = [3000u32, 3001, sep];
-    let row = |query: &[u32]| {
-        let mut ids = vec![cls];
-        ids.extend_from_slice(query);
-        ids.push(sep);
-        let q = ids.len();
-        ids.extend_from_slice(&tool_a);
-        ids.extend_from_slice(&tool_b);
-        let mut segs = vec![0u32; q];
-        segs.resize(ids.len(), 1);
-        (ids, segs, q)
-    };
+    let row = |query: &[u32]| two_tool_row(query);
     let enc = |ids: &[u32], segs: &[u32]| -> Vec<f32> {
         let x = EncBatch::for_config(&cfg, &[(ids, segs)], 0, sep, &device);
         net.encode(&p, &x)
@@ -308,7 +311,7 @@ fn hand_written_full_pass_matches_the_encoder() {
         .into_data()
         .try_into_vec::<f32>()
         .expect("vec");
-    let fast = crate::fastenc::full_pass(&net, &p, &ids, &segs, &device)
+    let fast = crate::fastenc::full_pass(&net, &p, &ids, &segs, sep, &device)
         .expect("fast")
         .into_data()
         .try_into_vec::<f32>()
@@ -320,7 +323,7 @@ fn hand_written_full_pass_matches_the_encoder() {
     }
     assert!(worst < 1e-4, "largest difference {worst}");
     // The segments matter: the same ids as one segment encode differently.
-    let same_seg = crate::fastenc::full_pass(&net, &p, &ids, &[0; 12], &device)
+    let same_seg = crate::fastenc::full_pass(&net, &p, &ids, &[0; 12], sep, &device)
         .expect("fast")
         .into_data()
         .try_into_vec::<f32>()
@@ -363,6 +366,17 @@ fn tool_blocks_match_joint_block_encoding() {
                 .expect("block")
         })
         .collect();
+    // The served blocks (hand-written) hold the same states.
+    for (r, b) in ranges[1..].iter().zip(&blocks) {
+        let host = crate::fastenc::tool_block(&net, &p, &ids[r.clone()], &device).expect("block");
+        assert_eq!(host.kv.len(), b.kv.len());
+        let (x, y) = (host.out.into_data(), b.out.clone().into_data());
+        let (x, y) = (
+            x.try_into_vec::<f32>().expect("vec"),
+            y.try_into_vec::<f32>().expect("vec"),
+        );
+        assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-4));
+    }
     let refs: Vec<&crate::net::ToolBlock> = blocks.iter().collect();
     let q = &ids[ranges[0].clone()];
     let reference = net
@@ -385,6 +399,87 @@ fn tool_blocks_match_joint_block_encoding() {
             "element {i}: {a} vs {c} (hand-written path)"
         );
     }
+}
+
+/// The block mask in the lower layers only (`block_layers`): the joint
+/// encoding (burn), the hand-written pass over the whole row, the frozen
+/// lower layers of training followed by burn's upper layers, and the
+/// cached path (tools through the lower layers one by one, the query
+/// against them, then every row through the upper layers) all agree; the
+/// lower layers' tool states do not depend on the query, the output's do.
+#[test]
+fn lower_block_layers_paths_agree() {
+    let mut cfg = ModelConfig::tiny(vec![1012]);
+    cfg.block_mask = false;
+    cfg.enc_layers = 3;
+    cfg.block_layers = 2;
+    let device = Device::flex();
+    let net = Net::new(cfg.clone(), &device).expect("net");
+    let host = HostParams::init(&net.layout, 11);
+    let p = host.to_device(&net.layout, &device, None);
+    let sep = 102u32;
+    let (tool_a, tool_b) = ([2000u32, 2001, 2002, sep], [3000u32, 3001, sep]);
+    let row = |query: &[u32]| two_tool_row(query);
+    let vec3 = |t: burn::tensor::Tensor<3>| t.into_data().try_into_vec::<f32>().expect("vec");
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{what}: largest difference {worst}");
+    };
+    let (ids, segs, q) = row(&[7592, 2088, 2003]);
+    let x = EncBatch::for_config(&cfg, &[(&ids, &segs)], 0, sep, &device);
+    assert_eq!(x.masked_layers, 2);
+    let joint = vec3(net.encode(&p, &x));
+    let fast = vec3(crate::fastenc::full_pass(&net, &p, &ids, &segs, sep, &device).expect("fast"));
+    close(&joint, &fast, "hand-written pass");
+    let lower =
+        crate::fastenc::lower_layers(&net, &p, &ids, &segs, sep, 2, &device).expect("lower");
+    let d = cfg.hidden;
+    let h = burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(lower.clone(), [1, ids.len(), d]),
+        &device,
+    );
+    close(
+        &joint,
+        &vec3(net.encode_from(&p, h, &x, 2)),
+        "host lower layers",
+    );
+    let blocks: Vec<crate::net::ToolBlock> = [&tool_a[..], &tool_b[..]]
+        .iter()
+        .map(|t| crate::fastenc::tool_block(&net, &p, t, &device).expect("block"))
+        .collect();
+    assert!(blocks.iter().all(|b| b.kv.len() == 2));
+    // A block holds the lower layers' states of its rows.
+    close(
+        &vec3(blocks[0].out.clone()),
+        &lower[q * d..(q + 4) * d],
+        "tool block",
+    );
+    let refs: Vec<&crate::net::ToolBlock> = blocks.iter().collect();
+    let cached =
+        vec3(crate::fastenc::upper_pass(&net, &p, &ids[..q], &refs, &device).expect("cached"));
+    close(&joint, &cached, "cached tools");
+    // Another query: the same lower tool states, different outputs for
+    // the tool rows (the upper layer attends to the query).
+    let (ids2, segs2, q2) = row(&[4000, 4001]);
+    let lower2 =
+        crate::fastenc::lower_layers(&net, &p, &ids2, &segs2, sep, 2, &device).expect("lower");
+    close(&lower[q * d..], &lower2[q2 * d..], "lower tool states");
+    let out2 =
+        vec3(crate::fastenc::full_pass(&net, &p, &ids2, &segs2, sep, &device).expect("fast"));
+    let diff: f32 = joint[q * d..]
+        .iter()
+        .zip(&out2[q2 * d..])
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    assert!(
+        diff > 1e-3,
+        "upper layers should mix the query into tool rows ({diff})"
+    );
 }
 
 /// Incremental decoding (cached self-attention keys and values) gives, at
@@ -696,7 +791,7 @@ fn integer_products_stay_close_to_f32_products() {
     assert_eq!(m.params.int8.len(), 2);
     let r = reykjavik_request(&m);
     let states = |m: &Model| -> Vec<f32> {
-        crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device)
+        crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, m.tok.sep, &m.device)
             .expect("pass")
             .into_data()
             .try_to_vec::<f32>()
@@ -724,6 +819,39 @@ fn integer_products_stay_close_to_f32_products() {
     retort_core::validate_all(&d.calls, &tools).expect("valid");
 }
 
+/// A model with the block mask in its lower layer answers the same from
+/// cached tools as when it encodes the whole input at once, with integer
+/// products; the second request takes the tool from the cache.
+#[test]
+fn lower_block_layers_answer_the_same_from_the_cache() {
+    let Some(tj) = tokenizer_json() else { return };
+    let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016, 2047, 3000]);
+    cfg.enc_layers = 2;
+    cfg.block_layers = 1;
+    cfg.integer_products = true;
+    let (_dir, m) = compact_model(cfg, 21, &tj);
+    let tools = weather_tools();
+    let query = "weather for Reykjavik in f please";
+    let opts = CallOptions::default();
+    let aids = crate::model::Aids {
+        host_dec: Some(&m.host_dec),
+        ..Default::default()
+    };
+    let whole = crate::model::greedy(
+        &m.net, &m.params, &m.tok, query, &tools, &opts, &m.device, aids,
+    )
+    .expect("whole input");
+    let first = m.predict(query, &tools, &opts).expect("predict");
+    let second = m.predict(query, &tools, &opts).expect("predict");
+    let s = m.tool_cache.stats();
+    assert_eq!((s.entries, s.misses, s.hits), (1, 1, 1), "{s:?}");
+    for d in [&first, &second] {
+        assert_eq!(d.calls, whole.calls);
+        assert!((d.confidence - whole.confidence).abs() < 1e-4);
+    }
+    retort_core::validate_all(&first.calls, &tools).expect("valid");
+}
+
 /// `eight_bit_activations` re-lays the named encoder matrices out for
 /// 8-bit activations: the states move from the 16-bit ones but stay close
 /// to the f32 products', and turning it off again gives the 16-bit states
@@ -739,7 +867,7 @@ fn eight_bit_activations_stay_close_and_switch_back() {
     let (_dir, mut m) = compact_model(cfg, 12, &tj);
     let r = reykjavik_request(&m);
     let states = |m: &Model| -> Vec<f32> {
-        crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device)
+        crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, m.tok.sep, &m.device)
             .expect("pass")
             .into_data()
             .try_to_vec::<f32>()
@@ -800,8 +928,8 @@ fn integer_decoder_steps_stay_close_to_f32_steps() {
     let (_dir, m) = compact_model(cfg, 5, &tj);
     assert!(m.host_dec.prepares_on_host());
     let r = reykjavik_request(&m);
-    let enc =
-        crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, &m.device).expect("pass");
+    let enc = crate::fastenc::full_pass(&m.net, &m.params, &r.ids, &r.segs, m.tok.sep, &m.device)
+        .expect("pass");
     let pad = EncBatch::new(&[(&r.ids[..], &r.segs[..])], m.tok.pad, &m.device).pad_bias;
     let prep = m.net.prepare(&m.params, enc.clone(), pad.clone());
     let mut hp = m
@@ -910,7 +1038,7 @@ fn ranking_embedding_is_the_normalised_mean_of_the_encoder_states() {
     let m = Model::from_parts(cfg, &host, &tj).expect("model");
     let ids = m.tok.ids("weather in oslo").expect("ids");
     let segs = vec![0u32; ids.len()];
-    let full = crate::fastenc::full_pass(&m.net, &m.params, &ids, &segs, &m.device)
+    let full = crate::fastenc::full_pass(&m.net, &m.params, &ids, &segs, m.tok.sep, &m.device)
         .expect("pass")
         .into_data()
         .try_to_vec::<f32>()
@@ -1043,7 +1171,8 @@ fn host_lower_layers_then_encode_from_match_encode() {
         let (s, d) = (8, cfg.hidden);
         let mut h = vec![0f32; 2 * s * d];
         for ((ids, segs), out) in rows.iter().zip(h.chunks_exact_mut(s * d)) {
-            let row = crate::fastenc::lower_layers(&net, &lp, ids, segs, n, &device).expect("host");
+            let row =
+                crate::fastenc::lower_layers(&net, &lp, ids, segs, 102, n, &device).expect("host");
             assert_eq!(row.len(), ids.len() * d);
             out[..row.len()].copy_from_slice(&row);
         }

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use retort_core::Example;
-use retort_model::net::{DecBatch, EncBatch, OutSpace};
+use retort_model::net::{BlockMask, DecBatch, EncBatch, OutSpace};
 use retort_model::render::Tok;
 use retort_model::targets::{Item, ItemLimits, Skip, build_item};
 
@@ -113,17 +113,17 @@ pub struct Batch {
     pub steps: usize,
 }
 
-/// Tensors of a batch. `block_sep`: the `[SEP]` id when the network uses
-/// the block attention mask (see `EncBatch::build`).
+/// Tensors of a batch. `block`: the network's block attention mask, if
+/// any (see `EncBatch::build`).
 pub fn make_batch(
     items: &[&Item],
     n_gen: usize,
     pad: u32,
-    block_sep: Option<u32>,
+    block: Option<BlockMask>,
     device: &Device,
 ) -> Batch {
     let rows: Vec<(&[u32], &[u32])> = items.iter().map(|it| (&it.ids[..], &it.segs[..])).collect();
-    let enc = EncBatch::build(&rows, pad, block_sep, device);
+    let enc = EncBatch::build(&rows, pad, block, device);
     let s = items
         .iter()
         .map(|it| it.ids.len())

@@ -80,6 +80,9 @@ pub struct TrainOptions {
     /// Set the encoder's block attention mask (`ModelConfig::block_mask`);
     /// `None` keeps what `--init` has (fresh models: on, tiny: off).
     pub block_mask: Option<bool>,
+    /// Set the block mask of the lowest layers only
+    /// (`ModelConfig::block_layers`); `None` keeps what `--init` has.
+    pub block_layers: Option<usize>,
 }
 
 impl TrainOptions {
@@ -122,6 +125,7 @@ impl TrainOptions {
             progress: true,
             stop_at_step: None,
             block_mask: None,
+            block_layers: None,
             threads: 1,
         }
     }
@@ -231,12 +235,12 @@ fn val_loss(
     device: &Device,
     batch: usize,
 ) -> f64 {
-    let block_sep = net.cfg.block_mask.then_some(sep);
+    let block = net.cfg.block(sep);
     let mut total = 0.0;
     let mut weight = 0.0;
     for chunk in items.chunks(batch.max(1)) {
         let refs: Vec<&Item> = chunk.iter().collect();
-        let b = make_batch(&refs, n_gen, pad, block_sep, device);
+        let b = make_batch(&refs, n_gen, pad, block, device);
         let enc = net.encode(params, &b.enc);
         let logits = net.decode(params, enc, b.enc.pad_bias.clone(), &b.dec);
         let w: f64 = b.weight.clone().sum().into_scalar::<f32>() as f64;
@@ -339,11 +343,10 @@ fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<Half
     let net = ctx.net;
     let cfg = &net.cfg;
     let tok = ctx.tok;
-    let block_sep = cfg.block_mask.then_some(tok.sep);
-    let b: Batch = make_batch(refs, ctx.n_gen, tok.pad, block_sep, ctx.device);
+    let b: Batch = make_batch(refs, ctx.n_gen, tok.pad, cfg.block(tok.sep), ctx.device);
     let soft = match ctx.teacher {
         Some(tm) => {
-            let enc = if tm.cfg.block_mask == cfg.block_mask {
+            let enc = if tm.cfg.block(tok.sep) == cfg.block(tok.sep) {
                 tm.net.encode(&tm.params, &b.enc)
             } else {
                 let rows: Vec<(&[u32], &[u32])> =
@@ -367,7 +370,7 @@ fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<Half
     let enc = match ctx.lower {
         Some((lp, n)) => {
             let s = b.enc.ids.dims()[1];
-            let h = lower_states(net, lp, refs, (n, s), ctx.device)?;
+            let h = lower_states(net, lp, refs, (n, s), tok.sep, ctx.device)?;
             net.encode_from(params, h, &b.enc, n)
         }
         None => net.encode(params, &b.enc),
@@ -405,13 +408,14 @@ fn lower_states(
     lp: &Params,
     refs: &[&Item],
     (n, s): (usize, usize),
+    sep: u32,
     device: &Device,
 ) -> Result<burn::tensor::Tensor<3>, TrainError> {
     let d = net.cfg.hidden;
     let s = s.max(1);
     let mut h = vec![0f32; refs.len() * s * d];
     for (it, out) in refs.iter().zip(h.chunks_exact_mut(s * d)) {
-        let row = retort_model::fastenc::lower_layers(net, lp, &it.ids, &it.segs, n, device)?;
+        let row = retort_model::fastenc::lower_layers(net, lp, &it.ids, &it.segs, sep, n, device)?;
         let len = row.len().min(out.len());
         out[..len].copy_from_slice(&row[..len]);
     }
@@ -556,6 +560,12 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
     {
         cfg.block_mask = bm;
     }
+    if let Some(k) = opts.block_layers
+        && resume_dir.is_none()
+    {
+        cfg.block_layers = k;
+        cfg.check()?;
+    }
     let tok = Tok::from_bytes(&tokenizer_json)?;
     let net = Net::new(cfg.clone(), &device)?;
     let layout = net.layout.clone();
@@ -643,7 +653,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
     );
     let mut params = host.to_device(&layout, &device, Some(&trainable));
     let lower_n = opts.freeze_layers.min(cfg.enc_layers);
-    let lower = if opts.frozen_on_host && opts.freeze_embeddings && lower_n > 0 && !cfg.block_mask {
+    let lower = if opts.frozen_on_host && opts.freeze_embeddings && lower_n > 0 {
         println!(
             "frozen layers: embeddings and encoder layers 0..{lower_n} run on the host with int8 matrices (integer products, as served)"
         );
@@ -973,6 +983,9 @@ pub struct DecodingOverrides {
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
     pub integer_products: Option<bool>,
+    /// The encoder's block-masked lower layers (an experiment on weights
+    /// trained another way; training sets it with `block_layers`).
+    pub block_layers: Option<usize>,
 }
 
 impl DecodingOverrides {
@@ -994,6 +1007,7 @@ impl DecodingOverrides {
             rank_layers,
             rank_weight,
             integer_products,
+            block_layers,
         } = *self;
         cfg.copy_bias = copy_bias.unwrap_or(cfg.copy_bias);
         cfg.contiguous_copy = contiguous_copy.unwrap_or(cfg.contiguous_copy);
@@ -1010,6 +1024,7 @@ impl DecodingOverrides {
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);
         cfg.integer_products = integer_products.unwrap_or(cfg.integer_products);
+        cfg.block_layers = block_layers.unwrap_or(cfg.block_layers);
     }
 }
 

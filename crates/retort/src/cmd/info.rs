@@ -46,14 +46,20 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
         cfg.max_steps,
         cfg.gen_vocab.len()
     );
-    println!(
-        "encoder attention: {}",
-        if cfg.block_mask {
-            "block mask (tools attend only to themselves; tool encodings cached)"
-        } else {
-            "full"
-        }
-    );
+    let masked = cfg.masked_layers();
+    if masked >= cfg.enc_layers {
+        println!(
+            "encoder attention: block mask (tools attend only to themselves; tool encodings cached)"
+        );
+    } else if masked > 0 {
+        println!(
+            "encoder attention: block mask in layers 1-{masked} (their tool encodings cached), full in layers {}-{}",
+            masked + 1,
+            cfg.enc_layers
+        );
+    } else {
+        println!("encoder attention: full");
+    }
     println!("confidence temperature: {}", cfg.confidence_temperature);
     println!("parameters:");
     for (part, n) in layout.count_by_part() {

@@ -117,6 +117,14 @@ pub struct TrainArgs {
     /// Default: what --init has; a fresh model gets `true`, --tiny `false`.
     #[arg(long)]
     block_mask: Option<bool>,
+    /// The block mask in the lowest N encoder layers only (0 = none;
+    /// --block-mask true puts it in all): tool positions restart at every
+    /// tool, those layers' tool encodings are cached at inference, and the
+    /// layers above attend fully, so a request runs its query through the
+    /// lower layers and the whole input through the upper ones. Default:
+    /// what --init has. With --eval-only it evaluates other weights so.
+    #[arg(long)]
+    block_layers: Option<usize>,
     /// With --export/--eval-only: decode with this bias towards copying
     /// values from the query (logits added; 0 = as trained). It is stored
     /// in the exported config. Tune it on validation data only.
@@ -228,6 +236,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
                 integer_products: a.integer_products,
+                block_layers: a.block_layers,
             },
         )?;
         println!(
@@ -283,6 +292,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     o.val_every = a.val_every;
     o.tiny = a.tiny;
     o.block_mask = a.block_mask;
+    o.block_layers = a.block_layers;
     o.threads = a.threads.max(1);
     o.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stop = Arc::new(AtomicBool::new(false));
