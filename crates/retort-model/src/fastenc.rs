@@ -404,25 +404,9 @@ fn context<const D: usize>(w: &[f32], vh: &[f32], o: &mut [f32]) {
     }
 }
 
-/// The encoder states `[1, q, D]` of the query block against cached tools,
-/// after the network's block-masked layers (all of them with
+/// The encoder states `[q, D]` (row-major) of the query block against
+/// cached tools, after the network's block-masked layers (all of them with
 /// `block_mask`, the lowest `block_layers` otherwise).
-pub fn query_pass(
-    net: &Net,
-    p: &Params,
-    query_ids: &[u32],
-    blocks: &[&ToolBlock],
-    device: &Device,
-) -> Result<Tensor<3>, ModelError> {
-    let q = query_ids.len().max(1);
-    let x = query_states(net, p, query_ids, blocks, device)?;
-    Ok(Tensor::from_data(
-        TensorData::new(x, [1, q, net.cfg.hidden]),
-        device,
-    ))
-}
-
-/// [`query_pass`] on the host: `[q, D]` row-major.
 fn query_states(
     net: &Net,
     p: &Params,
@@ -463,10 +447,9 @@ pub fn tool_block(
 }
 
 /// The whole encoder output `[1, S, D]` of a request whose tools are
-/// cached blocks, for a network with the block mask in its lowest
-/// `block_layers` layers only: the query runs through those layers
-/// against the blocks, then every row (query, then the blocks in order)
-/// through the fully attending layers above.
+/// cached blocks: the query runs through the block-masked layers against
+/// the blocks, then every row (query, then the blocks in order) through
+/// the fully attending layers above (none under a full block mask).
 pub fn upper_pass(
     net: &Net,
     p: &Params,

@@ -363,11 +363,7 @@ fn encode_request(
                 })
                 .collect::<Result<_, _>>()?;
             let refs: Vec<&crate::net::ToolBlock> = blocks.iter().map(|b| b.as_ref()).collect();
-            let enc = if masked >= cfg.enc_layers {
-                net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device)?
-            } else {
-                crate::fastenc::upper_pass(net, params, &r.ids[q.clone()], &refs, device)?
-            };
+            let enc = net.encode_with_blocks(params, &r.ids[q.clone()], &refs, device)?;
             Ok((enc, pad_bias))
         }
         _ => {

@@ -1181,9 +1181,11 @@ impl Net {
     }
 
     /// Encode one tool block on its own (its tokens up to and including its
-    /// `[SEP]`, segment 1, positions from 1). Under the block mask this is
-    /// exactly what the joint encoding computes for those rows, so the
-    /// result can be cached and reused with any query.
+    /// `[SEP]`, segment 1, positions from 1) through the block-masked
+    /// layers, in burn operations: the reference that tests hold the served
+    /// [`crate::fastenc::tool_block`] to. Under the block mask this is
+    /// exactly what the joint encoding computes for those rows in those
+    /// layers, so the result can be cached and reused with any query.
     pub fn encode_tool_block(
         &self,
         p: &Params,
@@ -1212,11 +1214,13 @@ impl Net {
     /// Encode the query block (`[CLS] query [SEP]`, segment 0, positions
     /// from 0) against encoded tool blocks, and return the encoder output of
     /// the whole input in rendering order (`[1, S, D]`): the same as
-    /// [`Net::encode`] with the block mask. The big matrix products run in
-    /// burn; attention, layer norms and residuals over the few query rows
-    /// are hand-written (burn's per-operation cost dominated them), see
-    /// [`crate::fastenc`]. [`Net::encode_with_blocks_reference`] is the
-    /// all-burn version that tests hold this one to.
+    /// [`Net::encode`] under the block mask. With the mask in the lowest
+    /// layers only (`block_layers`), every row then runs through the fully
+    /// attending layers above. The big matrix products run in burn or as
+    /// integer products; attention, layer norms and residuals are
+    /// hand-written (burn's per-operation cost dominated them), see
+    /// [`crate::fastenc::upper_pass`]. [`Net::encode_with_blocks_reference`]
+    /// is the all-burn version (full block mask) that tests hold this one to.
     pub fn encode_with_blocks(
         &self,
         p: &Params,
@@ -1224,10 +1228,7 @@ impl Net {
         blocks: &[&ToolBlock],
         device: &Device,
     ) -> Result<Tensor<3>, ModelError> {
-        let h = crate::fastenc::query_pass(self, p, query_ids, blocks, device)?;
-        let mut parts = vec![h];
-        parts.extend(blocks.iter().map(|b| b.out.clone()));
-        Ok(Tensor::cat(parts, 1))
+        crate::fastenc::upper_pass(self, p, query_ids, blocks, device)
     }
 
     /// [`Net::encode_with_blocks`] in burn operations only (for tests).
