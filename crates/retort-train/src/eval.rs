@@ -61,6 +61,10 @@ pub struct Outcome {
     /// Sequence log-probability at each of [`TEMPERATURES`].
     pub logp: Vec<f64>,
     pub failed: bool,
+    /// The decoded calls (empty when decoding failed).
+    pub calls: Vec<Call>,
+    /// Why decoding failed, if it did.
+    pub error: Option<String>,
 }
 
 /// Results over a set of examples.
@@ -140,6 +144,8 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
                     correct: ok,
                     logp: d.logp,
                     failed: false,
+                    calls: d.calls,
+                    error: None,
                 });
             }
             Err(e) => {
@@ -149,12 +155,44 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
                     correct: false,
                     logp: vec![f64::NEG_INFINITY; TEMPERATURES.len()],
                     failed: true,
+                    calls: Vec::new(),
+                    error: Some(e.to_string()),
                 });
             }
         }
     }
     rep.millis = start.elapsed().as_secs_f64() * 1000.0;
     rep
+}
+
+/// One JSON line per example whose decoded calls are not exactly its gold
+/// calls: `{id, shape, query, expected, got, confidence, error}` (confidence
+/// at `temperature`). `examples` and `rep` must be the same evaluation.
+pub fn failures_jsonl(examples: &[Example], rep: &EvalReport, temperature: f64) -> String {
+    let k = TEMPERATURES
+        .iter()
+        .position(|&t| (t - temperature).abs() < 1e-9);
+    let mut out = String::new();
+    for (ex, o) in examples.iter().zip(&rep.outcomes) {
+        if o.correct {
+            continue;
+        }
+        let confidence = k
+            .and_then(|k| o.logp.get(k))
+            .map(|l| l.exp().clamp(0.0, 1.0));
+        let line = serde_json::json!({
+            "id": ex.id,
+            "shape": ex.category().as_str(),
+            "query": ex.query,
+            "expected": ex.calls,
+            "got": o.calls,
+            "confidence": confidence,
+            "error": o.error,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    out
 }
 
 /// Expected calibration error with `bins` equal-width bins.
@@ -227,5 +265,68 @@ pub fn calibrate(outcomes: &[Outcome]) -> Calibration {
         ece_after: ece(&after, &correct, 10),
         nll_before: nll(&before),
         nll_after: best,
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn example(id: &str, calls: Value) -> Example {
+        serde_json::from_value(json!({
+            "id": id,
+            "source": "test",
+            "query": "weather in Paris",
+            "tools": [{"name": "get_weather", "parameters": {"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+            "calls": calls,
+        }))
+        .expect("example")
+    }
+
+    #[test]
+    fn failures_list_only_inexact_examples_with_what_was_decoded() {
+        let paris = json!([{"name": "get_weather", "arguments": {"city": "Paris"}}]);
+        let exs = vec![example("right", paris.clone()), example("wrong", paris)];
+        let call: Call = serde_json::from_value(
+            json!({"name": "get_weather", "arguments": {"city": "weather"}}),
+        )
+        .expect("call");
+        let t = TEMPERATURES.iter().position(|&t| t == 1.0).expect("T = 1");
+        let mut logp = vec![f64::NEG_INFINITY; TEMPERATURES.len()];
+        logp[t] = 0.5f64.ln();
+        let rep = EvalReport {
+            n: 2,
+            exact: 1,
+            outcomes: vec![
+                Outcome {
+                    correct: true,
+                    logp: logp.clone(),
+                    failed: false,
+                    calls: Vec::new(),
+                    error: None,
+                },
+                Outcome {
+                    correct: false,
+                    logp,
+                    failed: false,
+                    calls: vec![call],
+                    error: None,
+                },
+            ],
+            ..Default::default()
+        };
+        let text = failures_jsonl(&exs, &rep, 1.0);
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["id"], "wrong");
+        assert_eq!(lines[0]["shape"], "single");
+        assert_eq!(lines[0]["got"][0]["arguments"]["city"], "weather");
+        assert_eq!(lines[0]["expected"][0]["arguments"]["city"], "Paris");
+        assert!((lines[0]["confidence"].as_f64().expect("confidence") - 0.5).abs() < 1e-9);
     }
 }

@@ -223,8 +223,11 @@ fn tiny_model_overfits_a_dozen_examples() {
         None,
         None,
         Default::default(),
+        Some(&dir.path().join("failures.jsonl")),
     )
     .expect("eval");
+    let failures = std::fs::read_to_string(dir.path().join("failures.jsonl")).expect("failures");
+    assert_eq!(failures, "", "every example is exact, so none is listed");
     assert_eq!(rep.n, 12);
     assert_eq!(rep.exact, 12, "exact {}/{}", rep.exact, rep.n);
 }

@@ -939,6 +939,7 @@ pub fn evaluate_and_export(
     export: Option<&Path>,
     limit: Option<usize>,
     decoding: DecodingOverrides,
+    failures: Option<&Path>,
 ) -> Result<(eval::EvalReport, eval::Calibration), TrainError> {
     let mut model = retort_model::Model::load(model_dir)?;
     model.update_config(|c| decoding.apply(c))?;
@@ -948,6 +949,11 @@ pub fn evaluate_and_export(
     }
     let rep = eval::evaluate(&model.net, &model.params, &model.tok, &ex);
     let cal = calibrate(&rep.outcomes);
+    if let Some(path) = failures {
+        let text = eval::failures_jsonl(&ex, &rep, cal.temperature);
+        retort_core::fsutil::write_atomic(path, text.as_bytes())
+            .map_err(|e| TrainError::io(path, e))?;
+    }
     if let Some(dir) = export {
         let mut cfg = model.cfg.clone();
         cfg.confidence_temperature = cal.temperature;

@@ -207,6 +207,11 @@ pub struct TrainArgs {
     /// Instead of training: evaluate --init on --val only.
     #[arg(long)]
     eval_only: bool,
+    /// With --export/--eval-only: write every validation example whose
+    /// decoded calls are not exactly its gold calls to this JSONL file
+    /// (id, gold shape, query, expected, got, confidence, decoding error).
+    #[arg(long, value_name = "FILE")]
+    failures: Option<PathBuf>,
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
@@ -238,6 +243,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 integer_products: a.integer_products,
                 block_layers: a.block_layers,
             },
+            a.failures.as_deref(),
         )?;
         println!(
             "{}: exact-call accuracy {:.2}% ({}/{}), {} decode failures, {:.1} ms/example",
