@@ -81,6 +81,14 @@ pub struct ModelConfig {
     /// held-out validation data, never on test data.
     #[serde(default)]
     pub extra_call_bias: f64,
+    /// Word-overlap prior on choosing the first call's function: each tool
+    /// gets this logit times (the distinct word pieces of at least three
+    /// characters it shares with the query, in its name, description or
+    /// parameter names, minus the most any tool shares). Refusing is left
+    /// as it is. 0: off. Tuned on held-out validation data, never on test
+    /// data.
+    #[serde(default)]
+    pub overlap_bias: f64,
     /// Logit added to `END_CALL` once every required parameter is given:
     /// positive values leave optional parameters out more often. 0: as
     /// trained. Tuned on held-out validation data, never on test data.
@@ -199,6 +207,7 @@ impl ModelConfig {
             refusal_bias: 0.0,
             extra_call_bias: 0.0,
             end_call_bias: 0.0,
+            overlap_bias: 0.0,
             query_copies_only: false,
             novel_repeat_calls: false,
             non_empty_arrays: false,
@@ -239,6 +248,7 @@ impl ModelConfig {
             refusal_bias: 0.0,
             extra_call_bias: 0.0,
             end_call_bias: 0.0,
+            overlap_bias: 0.0,
             query_copies_only: false,
             novel_repeat_calls: false,
             non_empty_arrays: false,
@@ -295,6 +305,7 @@ impl ModelConfig {
             ("copy_bias", self.copy_bias),
             ("extra_call_bias", self.extra_call_bias),
             ("end_call_bias", self.end_call_bias),
+            ("overlap_bias", self.overlap_bias),
             ("name_anchor_bias", self.name_anchor_bias),
             ("rank_weight", self.rank_weight),
         ] {

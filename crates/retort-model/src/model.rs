@@ -484,6 +484,17 @@ pub fn greedy(
     // The query positions each finished call copied, in call order.
     let mut call_copies: Vec<Vec<usize>> = Vec::new();
     let mut steps = 0;
+    // Word pieces each rendered tool shares with the query (only when the
+    // overlap prior is on).
+    let overlap: Vec<f32> = if cfg.overlap_bias != 0.0 {
+        let all = crate::render::OverlapIndex::new(tok, tools)?.scores(query)?;
+        r.tools
+            .iter()
+            .map(|t| all.get(t.index).copied().unwrap_or(0.0))
+            .collect()
+    } else {
+        Vec::new()
+    };
     while !g.is_done() && steps < max_steps {
         // Feed the newest input; earlier steps live in `dec`.
         let Some(&newest) = inputs.last() else { break };
@@ -524,6 +535,17 @@ pub fn greedy(
             for p in anchored_positions(&r, tok, &rp.name, numeric_value(&g)) {
                 if let Some(x) = z.get_mut(g.space.src_index(p)) {
                     *x += cfg.name_anchor_bias as f32;
+                }
+            }
+        }
+        // Word-overlap prior on the first call's function: each tool loses
+        // `overlap_bias` per word piece it shares with the query fewer than
+        // the tool sharing most (refusing is left as it is).
+        if matches!(g.state, State::Between) && g.calls.is_empty() && !overlap.is_empty() {
+            let top = overlap.iter().copied().fold(0f32, f32::max);
+            for (rt, &o) in r.tools.iter().zip(&overlap) {
+                if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
+                    *x += cfg.overlap_bias as f32 * (o - top);
                 }
             }
         }

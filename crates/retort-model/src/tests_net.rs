@@ -663,6 +663,42 @@ fn query_copies_only_keeps_tool_text_out_of_values() {
     assert!(from_query(&with), "{with:?} is not copied from {q:?}");
 }
 
+/// `overlap_bias` moves the first call's function choice towards the tools
+/// that share word pieces with the query (and, negative, away from them);
+/// 0 leaves the random model's own choice.
+#[test]
+fn overlap_bias_steers_the_first_function_choice() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 9);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let tools = Tool::parse_many(
+        &json!([
+          {"name": "book_flight", "description": "Reserve a seat on a plane",
+           "parameters": {"type": "object", "properties": {"seat": {"type": "string"}},
+           "required": ["seat"]}},
+          {"name": "get_weather", "description": "Weather forecast in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+           "required": ["city"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools");
+    let opts = CallOptions {
+        require_call: true,
+        ..Default::default()
+    };
+    let q = "weather forecast for Oslo";
+    let first = |m: &Model| -> String {
+        let d = m.predict(q, &tools, &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls[0].name.clone()
+    };
+    m.update_config(|c| c.overlap_bias = 40.0).expect("bias");
+    assert_eq!(first(&m), "get_weather");
+    m.update_config(|c| c.overlap_bias = -40.0).expect("bias");
+    assert_eq!(first(&m), "book_flight");
+}
+
 /// `extra_call_bias` moves the decision to stop after the first call, and
 /// `end_call_bias` the decision to end a call once its required parameters
 /// are given.

@@ -980,6 +980,7 @@ pub struct DecodingOverrides {
     pub refusal_bias: Option<f64>,
     pub extra_call_bias: Option<f64>,
     pub end_call_bias: Option<f64>,
+    pub overlap_bias: Option<f64>,
     pub query_copies_only: Option<bool>,
     pub novel_repeat_calls: Option<bool>,
     pub non_empty_arrays: Option<bool>,
@@ -1004,6 +1005,7 @@ impl DecodingOverrides {
             refusal_bias,
             extra_call_bias,
             end_call_bias,
+            overlap_bias,
             query_copies_only,
             novel_repeat_calls,
             non_empty_arrays,
@@ -1021,6 +1023,7 @@ impl DecodingOverrides {
         cfg.refusal_bias = refusal_bias.unwrap_or(cfg.refusal_bias);
         cfg.extra_call_bias = extra_call_bias.unwrap_or(cfg.extra_call_bias);
         cfg.end_call_bias = end_call_bias.unwrap_or(cfg.end_call_bias);
+        cfg.overlap_bias = overlap_bias.unwrap_or(cfg.overlap_bias);
         cfg.query_copies_only = query_copies_only.unwrap_or(cfg.query_copies_only);
         cfg.novel_repeat_calls = novel_repeat_calls.unwrap_or(cfg.novel_repeat_calls);
         cfg.non_empty_arrays = non_empty_arrays.unwrap_or(cfg.non_empty_arrays);

@@ -156,6 +156,12 @@ pub struct TrainArgs {
     /// Tune it on validation data only.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     end_call_bias: Option<f64>,
+    /// With --export/--eval-only: word-overlap prior on the first call's
+    /// function: each tool gets B times (the word pieces it shares with the
+    /// query minus the most any tool shares); 0 is off. Stored in the
+    /// exported config; tune it on validation data only.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    overlap_bias: Option<f64>,
     /// With --export/--eval-only: decode with the query-copies-only rule on
     /// or off (values that are not enum members copy pieces from the query
     /// only, never from the tools' text); stored in the exported config.
@@ -232,6 +238,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 refusal_bias: a.refusal_bias,
                 extra_call_bias: a.extra_call_bias,
                 end_call_bias: a.end_call_bias,
+                overlap_bias: a.overlap_bias,
                 query_copies_only: a.query_copies_only,
                 novel_repeat_calls: a.novel_repeat_calls,
                 non_empty_arrays: a.non_empty_arrays,
