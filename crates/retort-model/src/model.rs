@@ -540,8 +540,12 @@ pub fn greedy(
         }
         // Word-overlap prior on the first call's function: each tool loses
         // `overlap_bias` per word piece it shares with the query fewer than
-        // the tool sharing most (refusing is left as it is).
+        // the tool sharing most (refusing is left as it is). It steers the
+        // choice only: the confidence stays the model's own probability
+        // of what was chosen (`z_model`).
+        let mut z_model: Option<Vec<f32>> = None;
         if matches!(g.state, State::Between) && g.calls.is_empty() && !overlap.is_empty() {
+            z_model = Some(z.clone());
             let top = overlap.iter().copied().fold(0f32, f32::max);
             for (rt, &o) in r.tools.iter().zip(&overlap) {
                 if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
@@ -693,11 +697,12 @@ pub fn greedy(
                 None => break,
             },
         };
+        let zc = z_model.as_deref().unwrap_or(&z);
         for (k, &temp) in TEMPERATURES.iter().enumerate() {
-            logp[k] += group_logp(&z, &allowed, |c| group_of(c) == best, temp);
+            logp[k] += group_logp(zc, &allowed, |c| group_of(c) == best, temp);
         }
         logp_cfg += group_logp(
-            &z,
+            zc,
             &allowed,
             |c| group_of(c) == best,
             cfg.confidence_temperature,

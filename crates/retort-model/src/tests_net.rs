@@ -697,6 +697,19 @@ fn overlap_bias_steers_the_first_function_choice() {
     assert_eq!(first(&m), "get_weather");
     m.update_config(|c| c.overlap_bias = -40.0).expect("bias");
     assert_eq!(first(&m), "book_flight");
+    // The prior steers the choice only: where it agrees with the model's
+    // own choice, the answer and its confidence are those without it.
+    m.update_config(|c| c.overlap_bias = 0.0).expect("bias");
+    let own = m.predict(q, &tools, &opts).expect("predict");
+    let agree = if own.calls[0].name == "get_weather" {
+        40.0
+    } else {
+        -40.0
+    };
+    m.update_config(|c| c.overlap_bias = agree).expect("bias");
+    let steered = m.predict(q, &tools, &opts).expect("predict");
+    assert_eq!(steered.calls, own.calls);
+    assert_eq!(steered.confidence, own.confidence);
 }
 
 /// `extra_call_bias` moves the decision to stop after the first call, and
