@@ -215,7 +215,8 @@ pub struct TrainArgs {
     eval_only: bool,
     /// With --export/--eval-only: write every validation example whose
     /// decoded calls are not exactly its gold calls to this JSONL file
-    /// (id, gold shape, query, expected, got, confidence, decoding error).
+    /// (id, gold shape, query, expected, got, decoding error, and the
+    /// confidence at the temperature fitted here, the one --export stores).
     #[arg(long, value_name = "FILE")]
     failures: Option<PathBuf>,
 }
@@ -270,6 +271,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             println!("exported to {}", dir.display());
         }
         return Ok(());
+    }
+    if a.failures.is_some() {
+        anyhow::bail!(
+            "--failures FILE lists validation failures of --eval-only or --export; it does nothing while training"
+        );
     }
     let train_path = a.train.clone().context("--train FILE is required")?;
     let out = a.out.clone().context("--out DIR is required")?;
