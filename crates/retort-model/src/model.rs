@@ -541,8 +541,9 @@ pub fn greedy(
         // Word-overlap prior on the first call's function: each tool loses
         // `overlap_bias` per word piece it shares with the query fewer than
         // the tool sharing most (refusing is left as it is). It steers the
-        // choice only: the confidence stays the model's own probability
-        // of what was chosen (`z_model`).
+        // choice only: this step's share of the confidence is the model's
+        // own probability of what was chosen (`z_model`, taken before this
+        // step's decoding biases, so without `refusal_bias` either).
         let mut z_model: Option<Vec<f32>> = None;
         if matches!(g.state, State::Between) && g.calls.is_empty() && !overlap.is_empty() {
             z_model = Some(z.clone());
