@@ -124,6 +124,12 @@ pub struct ModelConfig {
     /// in the shipped model.
     #[serde(default)]
     pub schema_order_params: bool,
+    /// A call's required parameters are all given before any optional one.
+    /// The model tends to fill an optional parameter early with a value the
+    /// query meant for a required one ("base 10, height 5" giving
+    /// `unit: "10"`), which then leaves the required one a guess.
+    #[serde(default)]
+    pub required_first_params: bool,
     /// Logit added, at the first piece of a value that is not an enum
     /// member, to the query positions its parameter's name points at: the
     /// piece right after a query mention of one of the name's words
@@ -131,6 +137,19 @@ pub struct ModelConfig {
     /// right before one ("3 passengers"). 0: off. Tuned on validation data.
     #[serde(default)]
     pub name_anchor_bias: f64,
+    /// For a number, a name mention also points at the first number within
+    /// this many query pieces after it, past other words ("final
+    /// temperature of 400K" points `final_temp` at 400); stops at `,`, `;`,
+    /// `.`, `?` and `!`. 0: off.
+    #[serde(default)]
+    pub anchor_window: usize,
+    /// Logit subtracted, at the first piece of a number, from the query
+    /// numbers that another parameter of the call, not given yet and
+    /// numeric too, points at by its name (and this one does not): "3
+    /// meters away from a charge of 2" keeps `distance` off the 2 that
+    /// `charge` points at. 0: off.
+    #[serde(default)]
+    pub rival_anchor_bias: f64,
     /// When the tools do not fit into the input, the least relevant are
     /// left out. Relevance is the number of word pieces a tool shares with
     /// the query plus `rank_weight` times the cosine between their sentence
@@ -213,7 +232,10 @@ impl ModelConfig {
             non_empty_arrays: false,
             thousands_separators: false,
             schema_order_params: false,
+            required_first_params: false,
             name_anchor_bias: 0.0,
+            anchor_window: 0,
+            rival_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
@@ -254,7 +276,10 @@ impl ModelConfig {
             non_empty_arrays: false,
             thousands_separators: false,
             schema_order_params: false,
+            required_first_params: false,
             name_anchor_bias: 0.0,
+            anchor_window: 0,
+            rival_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
@@ -307,6 +332,7 @@ impl ModelConfig {
             ("end_call_bias", self.end_call_bias),
             ("overlap_bias", self.overlap_bias),
             ("name_anchor_bias", self.name_anchor_bias),
+            ("rival_anchor_bias", self.rival_anchor_bias),
             ("rank_weight", self.rank_weight),
         ] {
             if !(b.is_finite() && b.abs() <= 50.0) {

@@ -40,11 +40,13 @@ pub enum VKind {
 
 impl VKind {
     fn of(s: &Schema, enum_ids: &[Vec<u32>]) -> VKind {
+        // A tool too long for the input may have had its enum list cut to
+        // its leading members (`render`); only those rendered can be chosen.
         if let Some(vals) = &s.enum_values
-            && !vals.is_empty()
-            && enum_ids.len() == vals.len()
+            && !enum_ids.is_empty()
+            && let Some(shown) = vals.get(..enum_ids.len())
         {
-            return VKind::Enum(enum_ids.to_vec(), vals.clone());
+            return VKind::Enum(enum_ids.to_vec(), shown.to_vec());
         }
         match s.ty {
             SchemaType::Integer => VKind::Integer,
@@ -112,6 +114,9 @@ pub struct Grammar<'a> {
     pub thousands_groups: bool,
     /// Parameters only in schema order (`ModelConfig::schema_order_params`).
     pub schema_order: bool,
+    /// Required parameters before optional ones
+    /// (`ModelConfig::required_first_params`).
+    pub required_first: bool,
     pub state: State,
     pub calls: Vec<Call>,
     cur_args: Map<String, Value>,
@@ -152,6 +157,7 @@ impl<'a> Grammar<'a> {
             max_calls: 16,
             thousands_groups: false,
             schema_order: false,
+            required_first: false,
             state: State::Between,
             calls: Vec::new(),
             cur_args: Map::new(),
@@ -323,12 +329,29 @@ impl<'a> Grammar<'a> {
             && (0..k).all(|j| used.get(j).copied().unwrap_or(false) || !required(j))
     }
 
+    /// With `required_first`: parameter `k` is required, or every required
+    /// parameter has been given.
+    fn required_ready(&self, tool: usize, used: &[bool], k: usize) -> bool {
+        let Some(t) = self.tool_def(tool) else {
+            return true;
+        };
+        let params = &self.r.tools[tool].params;
+        let required = |j: usize| {
+            params
+                .get(j)
+                .is_some_and(|p| t.parameters.required.iter().any(|r| r == &p.name))
+        };
+        required(k)
+            || (0..params.len()).all(|j| used.get(j).copied().unwrap_or(false) || !required(j))
+    }
+
     fn param_ok(&self, k: usize) -> bool {
         match &self.state {
             State::InCall { tool, used } => {
                 k < self.r.tools[*tool].params.len()
                     && !used.get(k).copied().unwrap_or(true)
                     && (!self.schema_order || self.in_schema_order(*tool, used, k))
+                    && (!self.required_first || self.required_ready(*tool, used, k))
             }
             _ => false,
         }
@@ -746,7 +769,9 @@ impl Grammar<'_> {
             max_value_tokens: self.max_value_tokens,
             max_calls: self.max_calls,
             thousands_groups: self.thousands_groups,
-            schema_order: self.schema_order,
+            // Ordering rules do not bear on a parameter's kind.
+            schema_order: false,
+            required_first: false,
             state: State::InCall {
                 tool,
                 used: vec![false; self.r.tools.get(tool).map(|t| t.params.len()).unwrap_or(0)],

@@ -474,6 +474,7 @@ pub fn greedy(
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     g.thousands_groups = cfg.thousands_separators;
     g.schema_order = cfg.schema_order_params;
+    g.required_first = cfg.required_first_params;
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
     let mut logp = vec![0f64; TEMPERATURES.len()];
@@ -484,14 +485,10 @@ pub fn greedy(
     // The query positions each finished call copied, in call order.
     let mut call_copies: Vec<Vec<usize>> = Vec::new();
     let mut steps = 0;
-    // Word pieces each rendered tool shares with the query (only when the
-    // overlap prior is on).
+    // Word pieces each rendered tool shares with the query, as `render`
+    // counted them (only when the overlap prior is on).
     let overlap: Vec<f32> = if cfg.overlap_bias != 0.0 {
-        let all = crate::render::OverlapIndex::new(tok, tools)?.scores(query)?;
-        r.tools
-            .iter()
-            .map(|t| all.get(t.index).copied().unwrap_or(0.0))
-            .collect()
+        r.tools.iter().map(|t| t.overlap as f32).collect()
     } else {
         Vec::new()
     };
@@ -532,21 +529,61 @@ pub fn greedy(
             && !v.is_enum()
             && let Some(rp) = r.tools.get(*tool).and_then(|t| t.params.get(*param))
         {
-            for p in anchored_positions(&r, tok, &rp.name, numeric_value(&g)) {
+            let window = cfg.anchor_window;
+            for p in anchored_positions(&r, tok, &rp.name, numeric_value(&g), window) {
                 if let Some(x) = z.get_mut(g.space.src_index(p)) {
                     *x += cfg.name_anchor_bias as f32;
                 }
             }
         }
+        // Rival anchors: a number leans away from the query numbers that
+        // another numeric parameter of the call, not given yet, points at.
+        if cfg.rival_anchor_bias != 0.0
+            && numeric_value(&g)
+            && let State::InValue {
+                tool,
+                param,
+                used,
+                v,
+            } = &g.state
+            && v.cur.is_empty()
+            && !v.is_enum()
+            && let Some(rt) = r.tools.get(*tool)
+            && let Some(rp) = rt.params.get(*param)
+        {
+            let window = cfg.anchor_window;
+            let own = anchored_positions(&r, tok, &rp.name, true, window);
+            for (k, other) in rt.params.iter().enumerate() {
+                if k == *param || used.get(k).copied().unwrap_or(true) {
+                    continue;
+                }
+                let kind = g.value_kind(*tool, k);
+                if !matches!(
+                    kind.kind,
+                    crate::grammar::VKind::Integer | crate::grammar::VKind::Number
+                ) {
+                    continue;
+                }
+                for p in anchored_positions(&r, tok, &other.name, true, window) {
+                    if !own.contains(&p)
+                        && let Some(x) = z.get_mut(g.space.src_index(p))
+                    {
+                        *x -= cfg.rival_anchor_bias as f32;
+                    }
+                }
+            }
+        }
+        // The first decision (which tool, or none) is steered by
+        // `overlap_bias` and `refusal_bias` below, but its share of the
+        // confidence is the model's own probability of what was chosen
+        // (`z_model`, taken before this step's decoding biases), with or
+        // without the overlap prior.
+        let first = matches!(g.state, State::Between) && g.calls.is_empty();
+        let z_model: Option<Vec<f32>> = first.then(|| z.clone());
         // Word-overlap prior on the first call's function: each tool loses
         // `overlap_bias` per word piece it shares with the query fewer than
-        // the tool sharing most (refusing is left as it is). It steers the
-        // choice only: this step's share of the confidence is the model's
-        // own probability of what was chosen (`z_model`, taken before this
-        // step's decoding biases, so without `refusal_bias` either).
-        let mut z_model: Option<Vec<f32>> = None;
-        if matches!(g.state, State::Between) && g.calls.is_empty() && !overlap.is_empty() {
-            z_model = Some(z.clone());
+        // the tool sharing most (refusing is left as it is).
+        if first && !overlap.is_empty() {
             let top = overlap.iter().copied().fold(0f32, f32::max);
             for (rt, &o) in r.tools.iter().zip(&overlap) {
                 if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
@@ -836,6 +873,7 @@ pub(crate) fn anchored_positions(
     tok: &Tok,
     name: &str,
     numeric: bool,
+    window: usize,
 ) -> Vec<usize> {
     let mut out = Vec::new();
     let query_len = r.segs.iter().take_while(|&&s| s == 0).count();
@@ -863,6 +901,21 @@ pub(crate) fn anchored_positions(
             if j + 1 < query_len && query_piece(r, tok, j).is_some() {
                 out.push(j);
             }
+            // Numbers: also the first number within `window` pieces, past
+            // other words, up to the end of the clause.
+            if numeric {
+                let end = (j + window).min(query_len.saturating_sub(1));
+                for k in j..end {
+                    match query_piece(r, tok, k) {
+                        Some("," | ";" | "." | "?" | "!") | None => break,
+                        Some(_) if number_starts(r, tok, k) => {
+                            out.push(k);
+                            break;
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
             if numeric && s > 1 {
                 // Walk back over the number's pieces to its first one.
                 let mut k = s - 1;
@@ -881,6 +934,17 @@ pub(crate) fn anchored_positions(
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// A number starts at query piece `p`: digits that do not continue a word,
+/// or a `-` written right before such digits.
+fn number_starts(r: &crate::render::Rendered, tok: &Tok, p: usize) -> bool {
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    match query_piece(r, tok, p) {
+        Some("-") => attached(r, p) && query_piece(r, tok, p + 1).is_some_and(digits),
+        Some(x) => digits(x) && !starts_mid_word(r, tok, p),
+        None => false,
+    }
 }
 
 /// The value being decoded is one integer or number (not a list of them).

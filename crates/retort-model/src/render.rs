@@ -177,6 +177,10 @@ pub struct RTool {
     /// Position of the function name's first token.
     pub start: usize,
     pub params: Vec<RParam>,
+    /// Distinct word pieces (of at least 3 characters) of the query that
+    /// occur in the tool's name, description or parameter names (the
+    /// relevance tools are left out by, and `overlap_bias`'s count).
+    pub overlap: usize,
 }
 
 /// The encoder input of one request.
@@ -370,6 +374,47 @@ fn overlap(query: &Piece, t: &PreTool) -> usize {
     seen.len()
 }
 
+/// Make the rendering of the tools left (`included`) shorter by one step,
+/// when even one of them does not fit: first the longest enum list of more
+/// than 4 members keeps its leading half (at least 4), then the last
+/// optional parameter is left out (the model can then neither give it nor
+/// the members cut, so every answer still validates). False when nothing is
+/// left to cut.
+fn shrink(pre: &mut [PreTool], included: &[usize], tools: &[Tool]) -> bool {
+    let longest = included
+        .iter()
+        .flat_map(|&i| {
+            pre.get(i).into_iter().flat_map(move |t| {
+                t.params
+                    .iter()
+                    .enumerate()
+                    .map(move |(k, p)| (p.enum_members.len(), i, k))
+            })
+        })
+        .max_by_key(|&(n, i, k)| (n, std::cmp::Reverse((i, k))));
+    if let Some((n, i, k)) = longest
+        && n > 4
+        && let Some(p) = pre.get_mut(i).and_then(|t| t.params.get_mut(k))
+    {
+        p.enum_members.truncate((n / 2).max(4));
+        return true;
+    }
+    for &i in included.iter().rev() {
+        let (Some(t), Some(def)) = (pre.get_mut(i), tools.get(i)) else {
+            continue;
+        };
+        if let Some(k) = t
+            .params
+            .iter()
+            .rposition(|p| !def.parameters.is_required(&p.name))
+        {
+            t.params.remove(k);
+            return true;
+        }
+    }
+    false
+}
+
 /// Tools prepared for word-overlap scoring against many queries.
 pub struct OverlapIndex<'a> {
     tok: &'a Tok,
@@ -430,7 +475,7 @@ pub fn render_ranked(
         enum_word: single(tok, "values")?,
     };
     let q = tok.encode(query)?;
-    let pre: Vec<PreTool> = tools
+    let mut pre: Vec<PreTool> = tools
         .iter()
         .map(|t| pre_tool(tok, t))
         .collect::<Result<_, _>>()?;
@@ -495,12 +540,16 @@ pub fn render_ranked(
             .min_by(|(ka, ia), (kb, ib)| s[**ia].total_cmp(&s[**ib]).then(kb.cmp(ka)))
             .map(|(k, _)| k);
         match victim {
-            Some(k) => {
+            // The last tool is shrunk rather than left out.
+            Some(k) if included.len() > 1 => {
                 included.remove(k);
             }
-            None => {
+            _ if shrink(&mut pre, &included, tools) => {}
+            _ => {
                 return Err(ModelError::InvalidRequest(format!(
-                    "the tools do not fit into {} input tokens",
+                    "the tools do not fit into {} input tokens, even with their \
+                     descriptions shortened, enum lists cut to 4 members and \
+                     optional parameters left out",
                     limits.max_len
                 )));
             }
@@ -571,6 +620,7 @@ pub fn render_ranked(
             index: i,
             start,
             params,
+            overlap: overlap(&q, t),
         });
     }
     Ok(b.r)

@@ -74,6 +74,85 @@ fn render_drops_tools_that_do_not_fit_but_keeps_gold() {
     assert_eq!(r.tools[0].index, 1);
 }
 
+/// One tool too long for the input on its own is shrunk, not refused: its
+/// enum lists keep their leading members, then optional parameters go,
+/// never a required one; the cut enum still decodes to a listed member.
+#[test]
+fn render_shrinks_a_lone_tool_that_does_not_fit() {
+    let Some(tok) = tok() else { return };
+    let countries: Vec<String> = (0..120).map(|i| format!("country{i}")).collect();
+    let mut props = serde_json::Map::new();
+    props.insert(
+        "q".into(),
+        json!({"type": "string", "description": "Query"}),
+    );
+    props.insert("cr".into(), json!({"type": "string", "enum": countries}));
+    for i in 0..40 {
+        props.insert(
+            format!("option_{i}"),
+            json!({"type": "string", "description": "An option of the search"}),
+        );
+    }
+    let ts = Tool::parse_many(
+        &json!([{"name": "search", "description": "Search the web",
+                 "parameters": {"type": "object", "properties": props,
+                                "required": ["q", "cr"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools");
+    let small = RenderLimits {
+        max_len: 128,
+        ..LIM
+    };
+    let r = render(&tok, "search for cats", &ts, small, &[]).expect("render");
+    assert!(r.len() <= 128, "{} tokens", r.len());
+    assert_eq!(r.tools.len(), 1);
+    let names: Vec<&str> = r.tools[0].params.iter().map(|p| p.name.as_str()).collect();
+    assert!(names.contains(&"q") && names.contains(&"cr"), "{names:?}");
+    assert!(names.len() < 42, "optional parameters left out: {names:?}");
+    let cr = r.tools[0]
+        .params
+        .iter()
+        .position(|p| p.name == "cr")
+        .expect("cr");
+    let shown = r.tools[0].params[cr].enum_ids.len();
+    assert!((4..120).contains(&shown), "{shown} members shown");
+    // Choosing the last member shown gives that member of the schema.
+    let opts = CallOptions::default();
+    let mut g = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
+    let q = r.tools[0]
+        .params
+        .iter()
+        .position(|p| p.name == "q")
+        .expect("q");
+    let cats = (0..r.len())
+        .find(|&i| tok.text(r.ids[i]) == "cats")
+        .expect("cats");
+    drive(&mut g, &[Choice::Function(0), Choice::Param(cr)]);
+    for &t in &r.tools[0].params[cr].enum_ids[shown - 1] {
+        drive(&mut g, &[Choice::Token(t, None)]);
+    }
+    drive(
+        &mut g,
+        &[
+            Choice::Action(action::END_VAL),
+            Choice::Param(q),
+            Choice::Token(r.ids[cats], Some(cats)),
+            Choice::Action(action::END_VAL),
+            Choice::Action(action::END_CALL),
+            Choice::Action(action::STOP),
+        ],
+    );
+    assert_eq!(
+        g.calls[0].arguments["cr"],
+        json!(format!("country{}", shown - 1))
+    );
+    retort_core::validate_all(&g.calls, &ts).expect("valid");
+    // A tool whose required parameters alone do not fit is still refused.
+    let tiny = RenderLimits { max_len: 12, ..LIM };
+    assert!(render(&tok, "search for cats", &ts, tiny, &[]).is_err());
+}
+
 fn drive(g: &mut Grammar<'_>, cs: &[Choice]) {
     for &c in cs {
         g.step(c).unwrap_or_else(|e| panic!("{e}"));

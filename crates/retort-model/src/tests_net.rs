@@ -712,6 +712,37 @@ fn overlap_bias_steers_the_first_function_choice() {
     assert_eq!(steered.confidence, own.confidence);
 }
 
+/// `refusal_bias` steers the first decision only, with the overlap prior off
+/// too: where it agrees with the model's own choice (call or refuse), the
+/// answer and its confidence are those without it.
+#[test]
+fn refusal_bias_leaves_the_confidence_of_an_agreeing_choice() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 9);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    m.update_config(|c| {
+        c.overlap_bias = 0.0;
+        c.refusal_bias = 0.0;
+    })
+    .expect("bias");
+    let tools = weather_tools();
+    let opts = CallOptions::default();
+    for q in ["weather forecast for Oslo", "tell me a joke"] {
+        let own = m.predict(q, &tools, &opts).expect("predict");
+        let agree = if own.calls.is_empty() { 40.0 } else { -40.0 };
+        m.update_config(|c| c.refusal_bias = agree).expect("bias");
+        let steered = m.predict(q, &tools, &opts).expect("predict");
+        assert_eq!(steered.calls, own.calls, "{q}");
+        assert_eq!(steered.confidence, own.confidence, "{q}");
+        // Against the model's choice it flips the decision.
+        m.update_config(|c| c.refusal_bias = -agree).expect("bias");
+        let flipped = m.predict(q, &tools, &opts).expect("predict");
+        assert_ne!(flipped.calls.is_empty(), own.calls.is_empty(), "{q}");
+        m.update_config(|c| c.refusal_bias = 0.0).expect("bias");
+    }
+}
+
 /// `extra_call_bias` moves the decision to stop after the first call, and
 /// `end_call_bias` the decision to end a call once its required parameters
 /// are given.
@@ -1402,12 +1433,62 @@ fn name_anchors_point_next_to_parameter_names() {
             .collect()
     };
     use crate::model::anchored_positions as anchors;
-    assert_eq!(text_at(anchors(&r, &t, "height", false)), vec!["4"]);
-    assert_eq!(text_at(anchors(&r, &t, "width", true)), vec!["9"]);
-    assert_eq!(text_at(anchors(&r, &t, "num_passengers", true)), vec!["3"]);
+    assert_eq!(text_at(anchors(&r, &t, "height", false, 0)), vec!["4"]);
+    assert_eq!(text_at(anchors(&r, &t, "width", true, 0)), vec!["9"]);
     assert_eq!(
-        text_at(anchors(&r, &t, "passengers", false)),
+        text_at(anchors(&r, &t, "num_passengers", true, 0)),
+        vec!["3"]
+    );
+    assert_eq!(
+        text_at(anchors(&r, &t, "passengers", false, 0)),
         Vec::<String>::new()
     );
-    assert!(anchors(&r, &t, "depth", true).is_empty());
+    assert!(anchors(&r, &t, "depth", true, 0).is_empty());
+}
+
+/// With a window, a name mention also points a number at the first number
+/// after it past other words, within its clause.
+#[test]
+fn anchor_window_reaches_past_words_to_a_number() {
+    let Some(t) = crate::testutil::tok() else {
+        return;
+    };
+    let q = "initial temperature of 300K, final temperature of -40 and heat 5";
+    let tools = weather_tools();
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let r = crate::render::render(&t, q, &tools, crate::model::infer_limits(&cfg), &[])
+        .expect("render");
+    let text_at = |ps: Vec<usize>| -> Vec<String> {
+        ps.into_iter()
+            .map(|p| {
+                let (a, b) = r.spans[p];
+                r.text[a..b].to_string()
+            })
+            .collect()
+    };
+    use crate::model::anchored_positions as anchors;
+    // Without the window only the word right after the mention.
+    assert_eq!(
+        text_at(anchors(&r, &t, "final_temp", true, 0)),
+        vec!["temperature"]
+    );
+    assert_eq!(
+        text_at(anchors(&r, &t, "final_temp", true, 4)),
+        vec!["temperature", "-"]
+    );
+    // Not past the end of the clause ("300K," ends the first one), and not
+    // for values that are not numbers.
+    assert_eq!(
+        text_at(anchors(&r, &t, "initial_temp", true, 4)),
+        vec!["temperature", "300"]
+    );
+    assert_eq!(
+        text_at(anchors(&r, &t, "initial_temp", false, 4)),
+        vec!["temperature"]
+    );
+    // Too short a window finds nothing more.
+    assert_eq!(
+        text_at(anchors(&r, &t, "final_temp", true, 2)),
+        vec!["temperature"]
+    );
 }

@@ -986,7 +986,10 @@ pub struct DecodingOverrides {
     pub non_empty_arrays: Option<bool>,
     pub thousands_separators: Option<bool>,
     pub schema_order_params: Option<bool>,
+    pub required_first_params: Option<bool>,
     pub name_anchor_bias: Option<f64>,
+    pub anchor_window: Option<usize>,
+    pub rival_anchor_bias: Option<f64>,
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
     pub integer_products: Option<bool>,
@@ -1011,7 +1014,10 @@ impl DecodingOverrides {
             non_empty_arrays,
             thousands_separators,
             schema_order_params,
+            required_first_params,
             name_anchor_bias,
+            anchor_window,
+            rival_anchor_bias,
             rank_layers,
             rank_weight,
             integer_products,
@@ -1029,7 +1035,10 @@ impl DecodingOverrides {
         cfg.non_empty_arrays = non_empty_arrays.unwrap_or(cfg.non_empty_arrays);
         cfg.thousands_separators = thousands_separators.unwrap_or(cfg.thousands_separators);
         cfg.schema_order_params = schema_order_params.unwrap_or(cfg.schema_order_params);
+        cfg.required_first_params = required_first_params.unwrap_or(cfg.required_first_params);
         cfg.name_anchor_bias = name_anchor_bias.unwrap_or(cfg.name_anchor_bias);
+        cfg.anchor_window = anchor_window.unwrap_or(cfg.anchor_window);
+        cfg.rival_anchor_bias = rival_anchor_bias.unwrap_or(cfg.rival_anchor_bias);
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);
         cfg.integer_products = integer_products.unwrap_or(cfg.integer_products);

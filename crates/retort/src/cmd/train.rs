@@ -188,12 +188,28 @@ pub struct TrainArgs {
     /// in the exported config.
     #[arg(long, value_name = "BOOL")]
     schema_order_params: Option<bool>,
+    /// With --export/--eval-only: give each call's required parameters
+    /// before any optional one, on or off; stored in the exported config.
+    #[arg(long, value_name = "BOOL")]
+    required_first_params: Option<bool>,
     /// With --export/--eval-only: logit added, at a value's first piece,
     /// to the query positions next to a mention of its parameter's name
     /// ("height 4", "a = 3", "3 passengers"); 0 is off. Stored in the
     /// exported config; tune it on validation data.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     name_anchor_bias: Option<f64>,
+    /// With --export/--eval-only: for numbers, a parameter-name mention
+    /// also points at the first number within this many query pieces after
+    /// it, past other words, within its clause ("final temperature of
+    /// 400K"); 0 is off. Stored in the exported config.
+    #[arg(long, value_name = "N")]
+    anchor_window: Option<usize>,
+    /// With --export/--eval-only: logit subtracted, at a number's first
+    /// piece, from query numbers that another numeric parameter of the call
+    /// (not given yet) points at by its name; 0 is off. Stored in the
+    /// exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    rival_anchor_bias: Option<f64>,
     /// With --export: when a request's tools do not fit into the input,
     /// rank them by shared word pieces plus --rank-weight times the cosine
     /// of sentence embeddings after this many encoder layers (0: shared
@@ -245,7 +261,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 non_empty_arrays: a.non_empty_arrays,
                 thousands_separators: a.thousands_separators,
                 schema_order_params: a.schema_order_params,
+                required_first_params: a.required_first_params,
                 name_anchor_bias: a.name_anchor_bias,
+                anchor_window: a.anchor_window,
+                rival_anchor_bias: a.rival_anchor_bias,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
                 integer_products: a.integer_products,
