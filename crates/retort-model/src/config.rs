@@ -143,6 +143,12 @@ pub struct ModelConfig {
     /// `.`, `?` and `!`. 0: off.
     #[serde(default)]
     pub anchor_window: usize,
+    /// Logit subtracted from refusing (at the first decision) per word
+    /// piece the best-sharing tool shares with the request (the count
+    /// `overlap_bias` uses): a request that names much of a tool is rarely
+    /// one no tool fits. 0: off.
+    #[serde(default)]
+    pub refusal_overlap_bias: f64,
     /// Logit subtracted, at the first piece of a number, from the query
     /// numbers that another parameter of the call, not given yet and
     /// numeric too, points at by its name (and this one does not): "3
@@ -235,6 +241,7 @@ impl ModelConfig {
             required_first_params: false,
             name_anchor_bias: 0.0,
             anchor_window: 0,
+            refusal_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -279,6 +286,7 @@ impl ModelConfig {
             required_first_params: false,
             name_anchor_bias: 0.0,
             anchor_window: 0,
+            refusal_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -333,6 +341,7 @@ impl ModelConfig {
             ("overlap_bias", self.overlap_bias),
             ("name_anchor_bias", self.name_anchor_bias),
             ("rival_anchor_bias", self.rival_anchor_bias),
+            ("refusal_overlap_bias", self.refusal_overlap_bias),
             ("rank_weight", self.rank_weight),
         ] {
             if !(b.is_finite() && b.abs() <= 50.0) {

@@ -594,7 +594,10 @@ pub fn greedy(
         match g.state {
             State::Between => {
                 let b = if g.calls.is_empty() {
-                    cfg.refusal_bias
+                    // Refusing is less likely the more word pieces the best
+                    // tool shares with the request.
+                    let top = r.tools.iter().map(|t| t.overlap).max().unwrap_or(0);
+                    cfg.refusal_bias - cfg.refusal_overlap_bias * top as f64
                 } else {
                     cfg.extra_call_bias
                 };

@@ -712,6 +712,43 @@ fn overlap_bias_steers_the_first_function_choice() {
     assert_eq!(steered.confidence, own.confidence);
 }
 
+/// `refusal_overlap_bias` lowers refusing by the word pieces the best tool
+/// shares with the request: a request naming the tool is answered, one
+/// sharing nothing is left to the model and `refusal_bias`.
+#[test]
+fn refusal_overlap_bias_scales_with_shared_word_pieces() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 9);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let tools = weather_tools();
+    let opts = CallOptions::default();
+    let shared = "weather in the city of Oslo";
+    let unrelated = "tell me a joke";
+    // Refusing wins everywhere with a large refusal bias...
+    m.update_config(|c| c.refusal_bias = 30.0).expect("bias");
+    for q in [shared, unrelated] {
+        assert!(
+            m.predict(q, &tools, &opts)
+                .expect("predict")
+                .calls
+                .is_empty()
+        );
+    }
+    // ...until the request shares enough with the tool to outweigh it.
+    m.update_config(|c| c.refusal_overlap_bias = 25.0)
+        .expect("bias");
+    let d = m.predict(shared, &tools, &opts).expect("predict");
+    retort_core::validate_all(&d.calls, &tools).expect("valid");
+    assert!(!d.calls.is_empty(), "{d:?}");
+    assert!(
+        m.predict(unrelated, &tools, &opts)
+            .expect("predict")
+            .calls
+            .is_empty()
+    );
+}
+
 /// `refusal_bias` steers the first decision only, with the overlap prior off
 /// too: where it agrees with the model's own choice (call or refuse), the
 /// answer and its confidence are those without it.

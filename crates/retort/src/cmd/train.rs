@@ -204,6 +204,12 @@ pub struct TrainArgs {
     /// 400K"); 0 is off. Stored in the exported config.
     #[arg(long, value_name = "N")]
     anchor_window: Option<usize>,
+    /// With --export/--eval-only: logit subtracted from refusing, at the
+    /// first decision, per word piece the best-sharing tool shares with the
+    /// request; 0 is off. Stored in the exported config; tune it with
+    /// --refusal-bias on validation data.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    refusal_overlap_bias: Option<f64>,
     /// With --export/--eval-only: logit subtracted, at a number's first
     /// piece, from query numbers that another numeric parameter of the call
     /// (not given yet) points at by its name; 0 is off. Stored in the
@@ -264,6 +270,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 required_first_params: a.required_first_params,
                 name_anchor_bias: a.name_anchor_bias,
                 anchor_window: a.anchor_window,
+                refusal_overlap_bias: a.refusal_overlap_bias,
                 rival_anchor_bias: a.rival_anchor_bias,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
