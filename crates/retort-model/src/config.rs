@@ -149,6 +149,10 @@ pub struct ModelConfig {
     /// one no tool fits. 0: off.
     #[serde(default)]
     pub refusal_overlap_bias: f64,
+    /// Logit subtracted from stopping after a call per word piece the
+    /// best-sharing tool not called yet shares with the request. 0: off.
+    #[serde(default)]
+    pub extra_call_overlap_bias: f64,
     /// Logit subtracted, at the first piece of a number, from the query
     /// numbers that another parameter of the call, not given yet and
     /// numeric too, points at by its name (and this one does not): "3
@@ -242,6 +246,7 @@ impl ModelConfig {
             name_anchor_bias: 0.0,
             anchor_window: 0,
             refusal_overlap_bias: 0.0,
+            extra_call_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -287,6 +292,7 @@ impl ModelConfig {
             name_anchor_bias: 0.0,
             anchor_window: 0,
             refusal_overlap_bias: 0.0,
+            extra_call_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -342,6 +348,7 @@ impl ModelConfig {
             ("name_anchor_bias", self.name_anchor_bias),
             ("rival_anchor_bias", self.rival_anchor_bias),
             ("refusal_overlap_bias", self.refusal_overlap_bias),
+            ("extra_call_overlap_bias", self.extra_call_overlap_bias),
             ("rank_weight", self.rank_weight),
         ] {
             if !(b.is_finite() && b.abs() <= 50.0) {

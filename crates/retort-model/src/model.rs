@@ -599,7 +599,23 @@ pub fn greedy(
                     let top = r.tools.iter().map(|t| t.overlap).max().unwrap_or(0);
                     cfg.refusal_bias - cfg.refusal_overlap_bias * top as f64
                 } else {
-                    cfg.extra_call_bias
+                    // Stopping is less likely the more word pieces a tool
+                    // not called yet shares with the request.
+                    let rest = if cfg.extra_call_overlap_bias != 0.0 {
+                        r.tools
+                            .iter()
+                            .filter(|t| {
+                                tools
+                                    .get(t.index)
+                                    .is_some_and(|d| !g.calls.iter().any(|c| c.name == d.name))
+                            })
+                            .map(|t| t.overlap)
+                            .max()
+                            .unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    cfg.extra_call_bias - cfg.extra_call_overlap_bias * rest as f64
                 };
                 if let Some(x) = z.get_mut(action::STOP) {
                     *x += b as f32;

@@ -749,6 +749,45 @@ fn refusal_overlap_bias_scales_with_shared_word_pieces() {
     );
 }
 
+/// `extra_call_overlap_bias` keeps decoding after a call while a tool not
+/// called yet shares word pieces with the request.
+#[test]
+fn extra_call_overlap_bias_calls_a_tool_the_request_names_too() {
+    let Some(tj) = tokenizer_json() else { return };
+    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    let host = HostParams::init(&Layout::new(&cfg), 9);
+    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let tools = Tool::parse_many(
+        &json!([
+          {"name": "book_flight", "description": "Reserve a seat on a plane",
+           "parameters": {"type": "object", "properties": {"seat": {"type": "string"}},
+           "required": ["seat"]}},
+          {"name": "get_weather", "description": "Weather forecast in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+           "required": ["city"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools");
+    let opts = CallOptions::default();
+    let q = "reserve a plane seat, then the weather forecast in Oslo";
+    m.update_config(|c| {
+        c.refusal_bias = -30.0;
+        c.extra_call_bias = 30.0;
+        // Short values and calls, so the step budget holds several calls.
+        c.max_value_tokens = 2;
+        c.end_call_bias = 30.0;
+    })
+    .expect("bias");
+    let one = m.predict(q, &tools, &opts).expect("predict");
+    assert_eq!(one.calls.len(), 1, "{one:?}");
+    m.update_config(|c| c.extra_call_overlap_bias = 25.0)
+        .expect("bias");
+    let more = m.predict(q, &tools, &opts).expect("predict");
+    retort_core::validate_all(&more.calls, &tools).expect("valid");
+    assert!(more.calls.len() >= 2, "{more:?}");
+    assert_eq!(more.calls[0], one.calls[0]);
+}
+
 /// `refusal_bias` steers the first decision only, with the overlap prior off
 /// too: where it agrees with the model's own choice (call or refuse), the
 /// answer and its confidence are those without it.

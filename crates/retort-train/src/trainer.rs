@@ -990,6 +990,7 @@ pub struct DecodingOverrides {
     pub name_anchor_bias: Option<f64>,
     pub anchor_window: Option<usize>,
     pub refusal_overlap_bias: Option<f64>,
+    pub extra_call_overlap_bias: Option<f64>,
     pub rival_anchor_bias: Option<f64>,
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
@@ -1019,6 +1020,7 @@ impl DecodingOverrides {
             name_anchor_bias,
             anchor_window,
             refusal_overlap_bias,
+            extra_call_overlap_bias,
             rival_anchor_bias,
             rank_layers,
             rank_weight,
@@ -1041,6 +1043,8 @@ impl DecodingOverrides {
         cfg.name_anchor_bias = name_anchor_bias.unwrap_or(cfg.name_anchor_bias);
         cfg.anchor_window = anchor_window.unwrap_or(cfg.anchor_window);
         cfg.refusal_overlap_bias = refusal_overlap_bias.unwrap_or(cfg.refusal_overlap_bias);
+        cfg.extra_call_overlap_bias =
+            extra_call_overlap_bias.unwrap_or(cfg.extra_call_overlap_bias);
         cfg.rival_anchor_bias = rival_anchor_bias.unwrap_or(cfg.rival_anchor_bias);
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);

@@ -210,6 +210,11 @@ pub struct TrainArgs {
     /// --refusal-bias on validation data.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     refusal_overlap_bias: Option<f64>,
+    /// With --export/--eval-only: logit subtracted from stopping after a
+    /// call per word piece the best-sharing tool not called yet shares with
+    /// the request; 0 is off. Stored in the exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    extra_call_overlap_bias: Option<f64>,
     /// With --export/--eval-only: logit subtracted, at a number's first
     /// piece, from query numbers that another numeric parameter of the call
     /// (not given yet) points at by its name; 0 is off. Stored in the
@@ -271,6 +276,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 name_anchor_bias: a.name_anchor_bias,
                 anchor_window: a.anchor_window,
                 refusal_overlap_bias: a.refusal_overlap_bias,
+                extra_call_overlap_bias: a.extra_call_overlap_bias,
                 rival_anchor_bias: a.rival_anchor_bias,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
