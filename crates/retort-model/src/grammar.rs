@@ -317,32 +317,27 @@ impl<'a> Grammar<'a> {
     /// given so far, and skips no required one (which could then never be
     /// given, and the call never end).
     fn in_schema_order(&self, tool: usize, used: &[bool], k: usize) -> bool {
-        let required = |j: usize| {
-            let params = &self.r.tools[tool].params;
-            self.tool_def(tool).is_some_and(|t| {
-                params
-                    .get(j)
-                    .is_some_and(|p| t.parameters.required.iter().any(|r| r == &p.name))
-            })
-        };
         !used.iter().skip(k + 1).any(|&u| u)
-            && (0..k).all(|j| used.get(j).copied().unwrap_or(false) || !required(j))
+            && (0..k).all(|j| used.get(j).copied().unwrap_or(false) || !self.required(tool, j))
+    }
+
+    /// Parameter `j` of rendered tool `tool` is required by its schema.
+    fn required(&self, tool: usize, j: usize) -> bool {
+        let (Some(t), Some(p)) = (
+            self.tool_def(tool),
+            self.r.tools.get(tool).and_then(|rt| rt.params.get(j)),
+        ) else {
+            return false;
+        };
+        t.parameters.required.iter().any(|r| r == &p.name)
     }
 
     /// With `required_first`: parameter `k` is required, or every required
     /// parameter has been given.
     fn required_ready(&self, tool: usize, used: &[bool], k: usize) -> bool {
-        let Some(t) = self.tool_def(tool) else {
-            return true;
-        };
-        let params = &self.r.tools[tool].params;
-        let required = |j: usize| {
-            params
-                .get(j)
-                .is_some_and(|p| t.parameters.required.iter().any(|r| r == &p.name))
-        };
-        required(k)
-            || (0..params.len()).all(|j| used.get(j).copied().unwrap_or(false) || !required(j))
+        let n = self.r.tools.get(tool).map_or(0, |t| t.params.len());
+        self.required(tool, k)
+            || (0..n).all(|j| used.get(j).copied().unwrap_or(false) || !self.required(tool, j))
     }
 
     fn param_ok(&self, k: usize) -> bool {

@@ -485,13 +485,9 @@ pub fn greedy(
     // The query positions each finished call copied, in call order.
     let mut call_copies: Vec<Vec<usize>> = Vec::new();
     let mut steps = 0;
-    // Word pieces each rendered tool shares with the query, as `render`
-    // counted them (only when the overlap prior is on).
-    let overlap: Vec<f32> = if cfg.overlap_bias != 0.0 {
-        r.tools.iter().map(|t| t.overlap as f32).collect()
-    } else {
-        Vec::new()
-    };
+    // The most word pieces any rendered tool shares with the query (as
+    // `render` counted them), for the overlap prior and the refusal bias.
+    let top_overlap = r.tools.iter().map(|t| t.overlap).max().unwrap_or(0);
     while !g.is_done() && steps < max_steps {
         // Feed the newest input; earlier steps live in `dec`.
         let Some(&newest) = inputs.last() else { break };
@@ -583,11 +579,10 @@ pub fn greedy(
         // Word-overlap prior on the first call's function: each tool loses
         // `overlap_bias` per word piece it shares with the query fewer than
         // the tool sharing most (refusing is left as it is).
-        if first && !overlap.is_empty() {
-            let top = overlap.iter().copied().fold(0f32, f32::max);
-            for (rt, &o) in r.tools.iter().zip(&overlap) {
+        if first && cfg.overlap_bias != 0.0 {
+            for rt in &r.tools {
                 if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
-                    *x += cfg.overlap_bias as f32 * (o - top);
+                    *x += cfg.overlap_bias as f32 * (rt.overlap as f32 - top_overlap as f32);
                 }
             }
         }
@@ -596,8 +591,7 @@ pub fn greedy(
                 let b = if g.calls.is_empty() {
                     // Refusing is less likely the more word pieces the best
                     // tool shares with the request.
-                    let top = r.tools.iter().map(|t| t.overlap).max().unwrap_or(0);
-                    cfg.refusal_bias - cfg.refusal_overlap_bias * top as f64
+                    cfg.refusal_bias - cfg.refusal_overlap_bias * top_overlap as f64
                 } else {
                     // Stopping is less likely the more word pieces a tool
                     // not called yet shares with the request.

@@ -663,16 +663,17 @@ fn query_copies_only_keeps_tool_text_out_of_values() {
     assert!(from_query(&with), "{with:?} is not copied from {q:?}");
 }
 
-/// `overlap_bias` moves the first call's function choice towards the tools
-/// that share word pieces with the query (and, negative, away from them);
-/// 0 leaves the random model's own choice.
-#[test]
-fn overlap_bias_steers_the_first_function_choice() {
-    let Some(tj) = tokenizer_json() else { return };
+/// A tiny random model (seed 9), or `None` without a tokenizer.
+fn tiny_model() -> Option<Model> {
+    let tj = tokenizer_json()?;
     let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
     let host = HostParams::init(&Layout::new(&cfg), 9);
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    let tools = Tool::parse_many(
+    Some(Model::from_parts(cfg, &host, &tj).expect("model"))
+}
+
+/// Two unrelated one-parameter tools.
+fn flight_and_weather_tools() -> Vec<Tool> {
+    Tool::parse_many(
         &json!([
           {"name": "book_flight", "description": "Reserve a seat on a plane",
            "parameters": {"type": "object", "properties": {"seat": {"type": "string"}},
@@ -682,7 +683,16 @@ fn overlap_bias_steers_the_first_function_choice() {
            "required": ["city"]}}]),
         ToolFormat::Auto,
     )
-    .expect("tools");
+    .expect("tools")
+}
+
+/// `overlap_bias` moves the first call's function choice towards the tools
+/// that share word pieces with the query (and, negative, away from them);
+/// 0 leaves the random model's own choice.
+#[test]
+fn overlap_bias_steers_the_first_function_choice() {
+    let Some(mut m) = tiny_model() else { return };
+    let tools = flight_and_weather_tools();
     let opts = CallOptions {
         require_call: true,
         ..Default::default()
@@ -717,10 +727,7 @@ fn overlap_bias_steers_the_first_function_choice() {
 /// sharing nothing is left to the model and `refusal_bias`.
 #[test]
 fn refusal_overlap_bias_scales_with_shared_word_pieces() {
-    let Some(tj) = tokenizer_json() else { return };
-    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
-    let host = HostParams::init(&Layout::new(&cfg), 9);
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let Some(mut m) = tiny_model() else { return };
     let tools = weather_tools();
     let opts = CallOptions::default();
     let shared = "weather in the city of Oslo";
@@ -753,21 +760,8 @@ fn refusal_overlap_bias_scales_with_shared_word_pieces() {
 /// called yet shares word pieces with the request.
 #[test]
 fn extra_call_overlap_bias_calls_a_tool_the_request_names_too() {
-    let Some(tj) = tokenizer_json() else { return };
-    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
-    let host = HostParams::init(&Layout::new(&cfg), 9);
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    let tools = Tool::parse_many(
-        &json!([
-          {"name": "book_flight", "description": "Reserve a seat on a plane",
-           "parameters": {"type": "object", "properties": {"seat": {"type": "string"}},
-           "required": ["seat"]}},
-          {"name": "get_weather", "description": "Weather forecast in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-           "required": ["city"]}}]),
-        ToolFormat::Auto,
-    )
-    .expect("tools");
+    let Some(mut m) = tiny_model() else { return };
+    let tools = flight_and_weather_tools();
     let opts = CallOptions::default();
     let q = "reserve a plane seat, then the weather forecast in Oslo";
     m.update_config(|c| {
@@ -793,10 +787,7 @@ fn extra_call_overlap_bias_calls_a_tool_the_request_names_too() {
 /// answer and its confidence are those without it.
 #[test]
 fn refusal_bias_leaves_the_confidence_of_an_agreeing_choice() {
-    let Some(tj) = tokenizer_json() else { return };
-    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
-    let host = HostParams::init(&Layout::new(&cfg), 9);
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
+    let Some(mut m) = tiny_model() else { return };
     m.update_config(|c| {
         c.overlap_bias = 0.0;
         c.refusal_bias = 0.0;
