@@ -74,6 +74,37 @@ fn render_drops_tools_that_do_not_fit_but_keeps_gold() {
     assert_eq!(r.tools[0].index, 1);
 }
 
+/// The description limits cap each description at that many word pieces;
+/// a parameter-description limit of 0 leaves them out, and the rest of
+/// the rendering (names, types, enum members) is unchanged.
+#[test]
+fn render_caps_descriptions_at_their_limits() {
+    let Some(tok) = tok() else { return };
+    let ts = tools();
+    let q = "What is the weather in Paris?";
+    let words = |lim: RenderLimits| -> Vec<String> {
+        let r = render(&tok, q, &ts, lim, &[]).expect("render");
+        r.ids.iter().map(|&i| tok.text(i).to_string()).collect()
+    };
+    let full = words(LIM);
+    let short = words(RenderLimits {
+        tool_desc_tokens: 1,
+        param_desc_tokens: 0,
+        ..LIM
+    });
+    let has = |w: &[String], s: &str| w.iter().any(|x| x == s);
+    // "Current weather for a city" keeps "current"; "City name" goes.
+    assert!(has(&full, "weather") && has(&full, "name"), "{full:?}");
+    assert!(has(&short, "current"), "{short:?}");
+    assert!(!has(&short, "name"), "{short:?}");
+    // Tool "Current weather ..." (5 pieces -> 1), "Buy a product" (3 -> 1),
+    // "City name" (2 -> 0): 8 pieces fewer; everything else is kept.
+    assert_eq!(full.len() - short.len(), 8, "{full:?}\n{short:?}");
+    for w in ["get", "city", "units", "ce", "##hre", "product", "tags"] {
+        assert!(has(&short, w), "{w} missing: {short:?}");
+    }
+}
+
 /// One tool too long for the input on its own is shrunk, not refused: its
 /// enum lists keep their leading members, then optional parameters go,
 /// never a required one; the cut enum still decodes to a listed member.

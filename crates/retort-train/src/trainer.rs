@@ -992,6 +992,11 @@ pub struct DecodingOverrides {
     pub refusal_overlap_bias: Option<f64>,
     pub extra_call_overlap_bias: Option<f64>,
     pub rival_anchor_bias: Option<f64>,
+    /// Longest tool description rendered (word pieces).
+    pub tool_desc_tokens: Option<usize>,
+    /// Longest parameter description rendered (word pieces; 0 leaves them
+    /// out).
+    pub param_desc_tokens: Option<usize>,
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
     pub integer_products: Option<bool>,
@@ -1022,6 +1027,8 @@ impl DecodingOverrides {
             refusal_overlap_bias,
             extra_call_overlap_bias,
             rival_anchor_bias,
+            tool_desc_tokens,
+            param_desc_tokens,
             rank_layers,
             rank_weight,
             integer_products,
@@ -1046,6 +1053,8 @@ impl DecodingOverrides {
         cfg.extra_call_overlap_bias =
             extra_call_overlap_bias.unwrap_or(cfg.extra_call_overlap_bias);
         cfg.rival_anchor_bias = rival_anchor_bias.unwrap_or(cfg.rival_anchor_bias);
+        cfg.tool_desc_tokens = tool_desc_tokens.unwrap_or(cfg.tool_desc_tokens);
+        cfg.param_desc_tokens = param_desc_tokens.unwrap_or(cfg.param_desc_tokens);
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);
         cfg.integer_products = integer_products.unwrap_or(cfg.integer_products);

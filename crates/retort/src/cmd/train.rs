@@ -221,6 +221,16 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     rival_anchor_bias: Option<f64>,
+    /// With --export/--eval-only: render at most this many word pieces of
+    /// each tool's description (fewer when the tools do not fit the
+    /// input). Stored in the exported config; tune it on validation data.
+    #[arg(long, value_name = "N")]
+    tool_desc_tokens: Option<usize>,
+    /// With --export/--eval-only: render at most this many word pieces of
+    /// each parameter's description (0 leaves them out). Stored in the
+    /// exported config; tune it on validation data.
+    #[arg(long, value_name = "N")]
+    param_desc_tokens: Option<usize>,
     /// With --export: when a request's tools do not fit into the input,
     /// rank them by shared word pieces plus --rank-weight times the cosine
     /// of sentence embeddings after this many encoder layers (0: shared
@@ -278,6 +288,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 refusal_overlap_bias: a.refusal_overlap_bias,
                 extra_call_overlap_bias: a.extra_call_overlap_bias,
                 rival_anchor_bias: a.rival_anchor_bias,
+                tool_desc_tokens: a.tool_desc_tokens,
+                param_desc_tokens: a.param_desc_tokens,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
                 integer_products: a.integer_products,
