@@ -160,6 +160,15 @@ pub struct ModelConfig {
     /// `charge` points at. 0: off.
     #[serde(default)]
     pub rival_anchor_bias: f64,
+    /// The longest input (tokens) while two or more tools are rendered:
+    /// beyond it, tool descriptions are shortened and the least relevant
+    /// tools left out, as they are beyond `max_positions`; a lone tool may
+    /// still use all `max_positions`. The trainer renders at most
+    /// `--max-src-len` tokens (192 for the shipped weights), so a cap near
+    /// it keeps inference inputs like the training ones. 0 (older
+    /// configurations): `max_positions`. Chosen on validation data.
+    #[serde(default)]
+    pub max_input_tokens: usize,
     /// When the tools do not fit into the input, the least relevant are
     /// left out. Relevance is the number of word pieces a tool shares with
     /// the query plus `rank_weight` times the cosine between their sentence
@@ -248,6 +257,7 @@ impl ModelConfig {
             refusal_overlap_bias: 0.0,
             extra_call_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
+            max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,
@@ -294,6 +304,7 @@ impl ModelConfig {
             refusal_overlap_bias: 0.0,
             extra_call_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
+            max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
             integer_products: false,

@@ -317,6 +317,10 @@ impl Model {
 pub fn infer_limits(cfg: &ModelConfig) -> RenderLimits {
     RenderLimits {
         max_len: cfg.max_positions,
+        choice_len: match cfg.max_input_tokens {
+            0 => cfg.max_positions,
+            n => n,
+        },
         tool_desc_tokens: cfg.tool_desc_tokens,
         param_desc_tokens: cfg.param_desc_tokens,
     }

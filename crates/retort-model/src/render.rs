@@ -210,6 +210,11 @@ impl Rendered {
 pub struct RenderLimits {
     /// Most tokens in all.
     pub max_len: usize,
+    /// Most tokens in all while two or more tools are kept: beyond it,
+    /// descriptions are shortened and the least relevant tools left out
+    /// as for `max_len`, but a lone tool may still use `max_len`. At least
+    /// `max_len`: no other limit.
+    pub choice_len: usize,
     pub tool_desc_tokens: usize,
     pub param_desc_tokens: usize,
 }
@@ -504,6 +509,7 @@ pub fn render_ranked(
         .min(limits.max_len.saturating_sub(2 + need).max(max_query));
     let qn = q.len().min(cap);
     let budget = limits.max_len.saturating_sub(qn + 2);
+    let choice_budget = limits.choice_len.saturating_sub(qn + 2).min(budget);
     // Shorten descriptions, then drop tools, until the input fits.
     let mut td = limits.tool_desc_tokens;
     let mut pd = limits.param_desc_tokens;
@@ -512,7 +518,12 @@ pub fn render_ranked(
     let mut scores: Option<Vec<f32>> = None;
     loop {
         let total: usize = included.iter().map(|&i| tool_len(&pre[i], td, pd, 0)).sum();
-        if total <= budget {
+        let limit = if included.len() > 1 {
+            choice_budget
+        } else {
+            budget
+        };
+        if total <= limit {
             break;
         }
         if td > 4 || pd > 2 {

@@ -33,6 +33,7 @@ fn tools() -> Vec<Tool> {
 
 const LIM: RenderLimits = RenderLimits {
     max_len: 512,
+    choice_len: 512,
     tool_desc_tokens: 24,
     param_desc_tokens: 10,
 };
@@ -103,6 +104,42 @@ fn render_caps_descriptions_at_their_limits() {
     for w in ["get", "city", "units", "ce", "##hre", "product", "tags"] {
         assert!(has(&short, w), "{w} missing: {short:?}");
     }
+}
+
+/// `choice_len` caps the input only while several tools compete: the
+/// least relevant tool goes, but a lone tool keeps the whole `max_len`.
+#[test]
+fn choice_len_drops_tools_but_never_shrinks_a_lone_one() {
+    let Some(tok) = tok() else { return };
+    let ts = tools();
+    let q = "What is the weather in Paris?";
+    let full = render(&tok, q, &ts, LIM, &[]).expect("render");
+    assert_eq!(full.tools.len(), 2);
+    let capped = RenderLimits {
+        choice_len: full.len() - 1,
+        ..LIM
+    };
+    let r = render(&tok, q, &ts, capped, &[]).expect("render");
+    assert!(r.len() < full.len());
+    // Shorter descriptions alone would fit, so both tools stay.
+    assert_eq!(r.tools.len(), 2, "{} tokens", r.len());
+    let tight = RenderLimits {
+        choice_len: 24,
+        ..LIM
+    };
+    let r = render(&tok, q, &ts, tight, &[]).expect("render");
+    assert_eq!(r.tools.len(), 1);
+    assert_eq!(
+        r.tools[0].index, 0,
+        "the weather tool shares words with the query"
+    );
+    let alone = render(&tok, q, &ts[..1], tight, &[]).expect("render");
+    let alone_full = render(&tok, q, &ts[..1], LIM, &[]).expect("render");
+    assert_eq!(
+        alone.ids, alone_full.ids,
+        "a lone tool is not cut by choice_len"
+    );
+    assert!(alone.len() > 24);
 }
 
 /// One tool too long for the input on its own is shrunk, not refused: its

@@ -592,6 +592,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
     let lim = ItemLimits {
         render: RenderLimits {
             max_len: opts.max_src_len.min(cfg.max_positions),
+            choice_len: opts.max_src_len.min(cfg.max_positions),
             tool_desc_tokens: cfg.tool_desc_tokens,
             param_desc_tokens: cfg.param_desc_tokens,
         },
@@ -997,6 +998,8 @@ pub struct DecodingOverrides {
     /// Longest parameter description rendered (word pieces; 0 leaves them
     /// out).
     pub param_desc_tokens: Option<usize>,
+    /// Longest input while two or more tools are rendered (0: no cap).
+    pub max_input_tokens: Option<usize>,
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
     pub integer_products: Option<bool>,
@@ -1029,6 +1032,7 @@ impl DecodingOverrides {
             rival_anchor_bias,
             tool_desc_tokens,
             param_desc_tokens,
+            max_input_tokens,
             rank_layers,
             rank_weight,
             integer_products,
@@ -1055,6 +1059,7 @@ impl DecodingOverrides {
         cfg.rival_anchor_bias = rival_anchor_bias.unwrap_or(cfg.rival_anchor_bias);
         cfg.tool_desc_tokens = tool_desc_tokens.unwrap_or(cfg.tool_desc_tokens);
         cfg.param_desc_tokens = param_desc_tokens.unwrap_or(cfg.param_desc_tokens);
+        cfg.max_input_tokens = max_input_tokens.unwrap_or(cfg.max_input_tokens);
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);
         cfg.integer_products = integer_products.unwrap_or(cfg.integer_products);

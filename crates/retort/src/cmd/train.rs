@@ -231,6 +231,13 @@ pub struct TrainArgs {
     /// exported config; tune it on validation data.
     #[arg(long, value_name = "N")]
     param_desc_tokens: Option<usize>,
+    /// With --export/--eval-only: the longest input (tokens) while two or
+    /// more tools are rendered; beyond it descriptions shorten and the
+    /// least relevant tools are left out (a lone tool may use the whole
+    /// 512). 0: no cap. Stored in the exported config; tune it on
+    /// validation data.
+    #[arg(long, value_name = "N")]
+    max_input_tokens: Option<usize>,
     /// With --export: when a request's tools do not fit into the input,
     /// rank them by shared word pieces plus --rank-weight times the cosine
     /// of sentence embeddings after this many encoder layers (0: shared
@@ -290,6 +297,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 rival_anchor_bias: a.rival_anchor_bias,
                 tool_desc_tokens: a.tool_desc_tokens,
                 param_desc_tokens: a.param_desc_tokens,
+                max_input_tokens: a.max_input_tokens,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
                 integer_products: a.integer_products,
