@@ -153,6 +153,19 @@ pub struct ModelConfig {
     /// best-sharing tool not called yet shares with the request. 0: off.
     #[serde(default)]
     pub extra_call_overlap_bias: f64,
+    /// Word-overlap prior on the function of every call after the first:
+    /// counting, for each tool, the word pieces it shares with the request
+    /// that no tool called so far shares, a tool loses this logit per
+    /// piece fewer than the tool with the most. A request that asks for
+    /// several things moves on to the tool for the part not yet answered.
+    /// 0: off.
+    #[serde(default)]
+    pub later_overlap_bias: f64,
+    /// Logit subtracted from stopping after a call per word piece (the
+    /// most any tool has) that a tool shares with the request and no tool
+    /// called so far does. 0: off.
+    #[serde(default)]
+    pub stop_rest_overlap_bias: f64,
     /// Logit subtracted, at the first piece of a number, from the query
     /// numbers that another parameter of the call, not given yet and
     /// numeric too, points at by its name (and this one does not): "3
@@ -256,6 +269,8 @@ impl ModelConfig {
             anchor_window: 0,
             refusal_overlap_bias: 0.0,
             extra_call_overlap_bias: 0.0,
+            later_overlap_bias: 0.0,
+            stop_rest_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
@@ -303,6 +318,8 @@ impl ModelConfig {
             anchor_window: 0,
             refusal_overlap_bias: 0.0,
             extra_call_overlap_bias: 0.0,
+            later_overlap_bias: 0.0,
+            stop_rest_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
@@ -360,6 +377,8 @@ impl ModelConfig {
             ("rival_anchor_bias", self.rival_anchor_bias),
             ("refusal_overlap_bias", self.refusal_overlap_bias),
             ("extra_call_overlap_bias", self.extra_call_overlap_bias),
+            ("later_overlap_bias", self.later_overlap_bias),
+            ("stop_rest_overlap_bias", self.stop_rest_overlap_bias),
             ("rank_weight", self.rank_weight),
         ] {
             if !(b.is_finite() && b.abs() <= 50.0) {

@@ -13,7 +13,7 @@ use crate::error::ModelError;
 use crate::fastdec::{HostDecoder, HostPrepared};
 use crate::grammar::{Choice, Grammar, State};
 use crate::net::{EncBatch, HostParams, Net, Params, action, kind};
-use crate::render::{RenderLimits, Tok, render_ranked};
+use crate::render::{RTool, RenderLimits, Rendered, Tok, render_ranked};
 use crate::targets::next_input;
 use crate::weights;
 
@@ -573,13 +573,14 @@ pub fn greedy(
                 }
             }
         }
-        // The first decision (which tool, or none) is steered by
-        // `overlap_bias` and `refusal_bias` below, but its share of the
-        // confidence is the model's own probability of what was chosen
-        // (`z_model`, taken before this step's decoding biases), with or
-        // without the overlap prior.
-        let first = matches!(g.state, State::Between) && g.calls.is_empty();
-        let z_model: Option<Vec<f32>> = first.then(|| z.clone());
+        // Every decision between calls (which tool next, or stop) is
+        // steered by the overlap priors and the refusal and stop biases
+        // below, but its share of the confidence is the model's own
+        // probability of what was chosen (`z_model`, taken before this
+        // step's decoding biases), with or without the priors.
+        let between = matches!(g.state, State::Between);
+        let first = between && g.calls.is_empty();
+        let z_model: Option<Vec<f32>> = between.then(|| z.clone());
         // Word-overlap prior on the first call's function: each tool loses
         // `overlap_bias` per word piece it shares with the query fewer than
         // the tool sharing most (refusing is left as it is).
@@ -587,6 +588,27 @@ pub fn greedy(
             for rt in &r.tools {
                 if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
                     *x += cfg.overlap_bias as f32 * (rt.overlap as f32 - top_overlap as f32);
+                }
+            }
+        }
+        // After a call: how many word pieces each tool shares with the
+        // request that no tool called so far shares (the part of the
+        // request the calls have not yet spoken to).
+        let later = matches!(g.state, State::Between) && !g.calls.is_empty();
+        let rest: Vec<usize> =
+            if later && (cfg.later_overlap_bias != 0.0 || cfg.stop_rest_overlap_bias != 0.0) {
+                rest_overlaps(&r, tools, &g.calls)
+            } else {
+                Vec::new()
+            };
+        let top_rest = rest.iter().copied().max().unwrap_or(0);
+        // Word-overlap prior on every later call's function, by those
+        // counts: a tool loses `later_overlap_bias` per piece fewer than
+        // the tool with the most.
+        if later && cfg.later_overlap_bias != 0.0 {
+            for (rt, &n) in r.tools.iter().zip(&rest) {
+                if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
+                    *x += cfg.later_overlap_bias as f32 * (n as f32 - top_rest as f32);
                 }
             }
         }
@@ -613,7 +635,9 @@ pub fn greedy(
                     } else {
                         0
                     };
-                    cfg.extra_call_bias - cfg.extra_call_overlap_bias * rest as f64
+                    cfg.extra_call_bias
+                        - cfg.extra_call_overlap_bias * rest as f64
+                        - cfg.stop_rest_overlap_bias * top_rest as f64
                 };
                 if let Some(x) = z.get_mut(action::STOP) {
                     *x += b as f32;
@@ -824,6 +848,26 @@ pub fn greedy(
 /// pieces) must not reach the caller. An invalid optional argument is
 /// removed; a call whose required argument is invalid is dropped. Every call
 /// returned validates.
+/// For each rendered tool, the word pieces it shares with the request
+/// (`RTool::shared`) that no tool called in `calls` shares.
+fn rest_overlaps(r: &Rendered, tools: &[Tool], calls: &[Call]) -> Vec<usize> {
+    let called = |rt: &RTool| {
+        tools
+            .get(rt.index)
+            .is_some_and(|d| calls.iter().any(|c| c.name == d.name))
+    };
+    let spoken: Vec<u32> = r
+        .tools
+        .iter()
+        .filter(|rt| called(rt))
+        .flat_map(|rt| rt.shared.iter().copied())
+        .collect();
+    r.tools
+        .iter()
+        .map(|rt| rt.shared.iter().filter(|id| !spoken.contains(id)).count())
+        .collect()
+}
+
 fn repair_calls(calls: Vec<Call>, tools: &[Tool]) -> Vec<Call> {
     let mut out = Vec::with_capacity(calls.len());
     'calls: for mut call in calls {

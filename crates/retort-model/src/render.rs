@@ -181,6 +181,8 @@ pub struct RTool {
     /// occur in the tool's name, description or parameter names (the
     /// relevance tools are left out by, and `overlap_bias`'s count).
     pub overlap: usize,
+    /// Those word pieces' ids (`overlap` of them), in query order.
+    pub shared: Vec<u32>,
 }
 
 /// The encoder input of one request.
@@ -357,6 +359,12 @@ fn single(tok: &Tok, s: &str) -> Result<u32, ModelError> {
 /// How many distinct word pieces (of at least 3 characters) of the query
 /// occur in a tool's name, description or parameter names.
 fn overlap(query: &Piece, t: &PreTool) -> usize {
+    shared_pieces(query, t).len()
+}
+
+/// The distinct word pieces (of at least 3 characters) of the query that
+/// occur in a tool's name, description or parameter names, in query order.
+fn shared_pieces(query: &Piece, t: &PreTool) -> Vec<u32> {
     let mut tool_ids: Vec<u32> = t
         .name_toks
         .iter()
@@ -376,7 +384,7 @@ fn overlap(query: &Piece, t: &PreTool) -> usize {
             seen.push(id);
         }
     }
-    seen.len()
+    seen
 }
 
 /// Make the rendering of the tools left (`included`) shorter by one step,
@@ -627,11 +635,13 @@ pub fn render_ranked(
             });
         }
         b.special(tok.sep, 1);
+        let shared = shared_pieces(&q, t);
         b.r.tools.push(RTool {
             index: i,
             start,
             params,
-            overlap: overlap(&q, t),
+            overlap: shared.len(),
+            shared,
         });
     }
     Ok(b.r)

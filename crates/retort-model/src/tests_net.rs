@@ -756,6 +756,22 @@ fn refusal_overlap_bias_scales_with_shared_word_pieces() {
     );
 }
 
+/// A two-part request for `flight_and_weather_tools`.
+const PLANE_THEN_WEATHER: &str = "reserve a plane seat, then the weather forecast in Oslo";
+
+/// Sets `m` to call (refusing off), to stop after a call by `stop` (a logit
+/// added to stopping), and to keep values and calls short so that the step
+/// budget holds several calls.
+fn short_calls(m: &mut Model, stop: f64) {
+    m.update_config(|c| {
+        c.refusal_bias = -30.0;
+        c.extra_call_bias = stop;
+        c.max_value_tokens = 2;
+        c.end_call_bias = 30.0;
+    })
+    .expect("bias");
+}
+
 /// `extra_call_overlap_bias` keeps decoding after a call while a tool not
 /// called yet shares word pieces with the request.
 #[test]
@@ -763,15 +779,8 @@ fn extra_call_overlap_bias_calls_a_tool_the_request_names_too() {
     let Some(mut m) = tiny_model() else { return };
     let tools = flight_and_weather_tools();
     let opts = CallOptions::default();
-    let q = "reserve a plane seat, then the weather forecast in Oslo";
-    m.update_config(|c| {
-        c.refusal_bias = -30.0;
-        c.extra_call_bias = 30.0;
-        // Short values and calls, so the step budget holds several calls.
-        c.max_value_tokens = 2;
-        c.end_call_bias = 30.0;
-    })
-    .expect("bias");
+    let q = PLANE_THEN_WEATHER;
+    short_calls(&mut m, 30.0);
     let one = m.predict(q, &tools, &opts).expect("predict");
     assert_eq!(one.calls.len(), 1, "{one:?}");
     m.update_config(|c| c.extra_call_overlap_bias = 25.0)
@@ -780,6 +789,68 @@ fn extra_call_overlap_bias_calls_a_tool_the_request_names_too() {
     retort_core::validate_all(&more.calls, &tools).expect("valid");
     assert!(more.calls.len() >= 2, "{more:?}");
     assert_eq!(more.calls[0], one.calls[0]);
+}
+
+/// `later_overlap_bias` moves a later call to the tool sharing the words of
+/// the request that the calls so far have not: after `book_flight` (plane,
+/// seat), `get_weather` (weather, forecast).
+#[test]
+fn later_overlap_bias_moves_on_to_the_part_not_yet_answered() {
+    let Some(mut m) = tiny_model() else { return };
+    let tools = flight_and_weather_tools();
+    let opts = CallOptions::default();
+    let q = PLANE_THEN_WEATHER;
+    short_calls(&mut m, -30.0);
+    m.update_config(|c| c.overlap_bias = 40.0).expect("bias");
+    let names = |m: &Model| -> Vec<String> {
+        let d = m.predict(q, &tools, &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls.into_iter().map(|c| c.name).collect()
+    };
+    m.update_config(|c| c.later_overlap_bias = 40.0)
+        .expect("bias");
+    let on = names(&m);
+    assert_eq!(
+        on.get(..2),
+        Some(&["book_flight".to_string(), "get_weather".to_string()][..]),
+        "{on:?}"
+    );
+    // Negative, it keeps to the tool already called.
+    m.update_config(|c| c.later_overlap_bias = -40.0)
+        .expect("bias");
+    let off = names(&m);
+    assert!(
+        !off.is_empty() && off.iter().all(|n| n == "book_flight"),
+        "{off:?}"
+    );
+    assert!(
+        m.update_config(|c| c.later_overlap_bias = f64::NAN)
+            .is_err()
+    );
+}
+
+/// `stop_rest_overlap_bias` goes on after a call while a tool shares words of
+/// the request that no called tool does, and stops once none does.
+#[test]
+fn stop_rest_overlap_bias_calls_until_the_request_is_spoken_to() {
+    let Some(mut m) = tiny_model() else { return };
+    let tools = flight_and_weather_tools();
+    let opts = CallOptions::default();
+    let q = PLANE_THEN_WEATHER;
+    short_calls(&mut m, 30.0);
+    m.update_config(|c| {
+        c.overlap_bias = 40.0;
+        c.later_overlap_bias = 40.0;
+    })
+    .expect("bias");
+    let one = m.predict(q, &tools, &opts).expect("predict");
+    assert_eq!(one.calls.len(), 1, "{one:?}");
+    m.update_config(|c| c.stop_rest_overlap_bias = 25.0)
+        .expect("bias");
+    let two = m.predict(q, &tools, &opts).expect("predict");
+    retort_core::validate_all(&two.calls, &tools).expect("valid");
+    let names: Vec<&str> = two.calls.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["book_flight", "get_weather"], "{two:?}");
 }
 
 /// `refusal_bias` steers the first decision only, with the overlap prior off

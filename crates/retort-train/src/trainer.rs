@@ -992,6 +992,8 @@ pub struct DecodingOverrides {
     pub anchor_window: Option<usize>,
     pub refusal_overlap_bias: Option<f64>,
     pub extra_call_overlap_bias: Option<f64>,
+    pub later_overlap_bias: Option<f64>,
+    pub stop_rest_overlap_bias: Option<f64>,
     pub rival_anchor_bias: Option<f64>,
     /// Longest tool description rendered (word pieces).
     pub tool_desc_tokens: Option<usize>,
@@ -1029,6 +1031,8 @@ impl DecodingOverrides {
             anchor_window,
             refusal_overlap_bias,
             extra_call_overlap_bias,
+            later_overlap_bias,
+            stop_rest_overlap_bias,
             rival_anchor_bias,
             tool_desc_tokens,
             param_desc_tokens,
@@ -1056,6 +1060,8 @@ impl DecodingOverrides {
         cfg.refusal_overlap_bias = refusal_overlap_bias.unwrap_or(cfg.refusal_overlap_bias);
         cfg.extra_call_overlap_bias =
             extra_call_overlap_bias.unwrap_or(cfg.extra_call_overlap_bias);
+        cfg.later_overlap_bias = later_overlap_bias.unwrap_or(cfg.later_overlap_bias);
+        cfg.stop_rest_overlap_bias = stop_rest_overlap_bias.unwrap_or(cfg.stop_rest_overlap_bias);
         cfg.rival_anchor_bias = rival_anchor_bias.unwrap_or(cfg.rival_anchor_bias);
         cfg.tool_desc_tokens = tool_desc_tokens.unwrap_or(cfg.tool_desc_tokens);
         cfg.param_desc_tokens = param_desc_tokens.unwrap_or(cfg.param_desc_tokens);

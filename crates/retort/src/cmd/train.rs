@@ -215,6 +215,18 @@ pub struct TrainArgs {
     /// the request; 0 is off. Stored in the exported config.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     extra_call_overlap_bias: Option<f64>,
+    /// With --export/--eval-only: word-overlap prior on every call after
+    /// the first: a tool loses this logit per word piece, shared with the
+    /// request and by no tool called so far, fewer than the tool with the
+    /// most such pieces; 0 is off. Stored in the exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    later_overlap_bias: Option<f64>,
+    /// With --export/--eval-only: logit subtracted from stopping after a
+    /// call per word piece that a tool shares with the request and no tool
+    /// called so far does (the most any tool has); 0 is off. Stored in the
+    /// exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    stop_rest_overlap_bias: Option<f64>,
     /// With --export/--eval-only: logit subtracted, at a number's first
     /// piece, from query numbers that another numeric parameter of the call
     /// (not given yet) points at by its name; 0 is off. Stored in the
@@ -294,6 +306,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 anchor_window: a.anchor_window,
                 refusal_overlap_bias: a.refusal_overlap_bias,
                 extra_call_overlap_bias: a.extra_call_overlap_bias,
+                later_overlap_bias: a.later_overlap_bias,
+                stop_rest_overlap_bias: a.stop_rest_overlap_bias,
                 rival_anchor_bias: a.rival_anchor_bias,
                 tool_desc_tokens: a.tool_desc_tokens,
                 param_desc_tokens: a.param_desc_tokens,
