@@ -491,7 +491,7 @@ pub fn greedy(
     let mut steps = 0;
     // The most word pieces any rendered tool shares with the query (as
     // `render` counted them), for the overlap prior and the refusal bias.
-    let top_overlap = r.tools.iter().map(|t| t.overlap).max().unwrap_or(0);
+    let top_overlap = r.tools.iter().map(|t| t.overlap()).max().unwrap_or(0);
     while !g.is_done() && steps < max_steps {
         // Feed the newest input; earlier steps live in `dec`.
         let Some(&newest) = inputs.last() else { break };
@@ -587,14 +587,14 @@ pub fn greedy(
         if first && cfg.overlap_bias != 0.0 {
             for rt in &r.tools {
                 if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
-                    *x += cfg.overlap_bias as f32 * (rt.overlap as f32 - top_overlap as f32);
+                    *x += cfg.overlap_bias as f32 * (rt.overlap() as f32 - top_overlap as f32);
                 }
             }
         }
         // After a call: how many word pieces each tool shares with the
         // request that no tool called so far shares (the part of the
         // request the calls have not yet spoken to).
-        let later = matches!(g.state, State::Between) && !g.calls.is_empty();
+        let later = between && !first;
         let rest: Vec<usize> =
             if later && (cfg.later_overlap_bias != 0.0 || cfg.stop_rest_overlap_bias != 0.0) {
                 rest_overlaps(&r, tools, &g.calls)
@@ -629,7 +629,7 @@ pub fn greedy(
                                     .get(t.index)
                                     .is_some_and(|d| !g.calls.iter().any(|c| c.name == d.name))
                             })
-                            .map(|t| t.overlap)
+                            .map(|t| t.overlap())
                             .max()
                             .unwrap_or(0)
                     } else {
@@ -843,11 +843,6 @@ pub fn greedy(
     })
 }
 
-/// The last line of defence behind constrained decoding: a value the grammar
-/// could not shape into its type (e.g. a nested object read back from word
-/// pieces) must not reach the caller. An invalid optional argument is
-/// removed; a call whose required argument is invalid is dropped. Every call
-/// returned validates.
 /// For each rendered tool, the word pieces it shares with the request
 /// (`RTool::shared`) that no tool called in `calls` shares.
 fn rest_overlaps(r: &Rendered, tools: &[Tool], calls: &[Call]) -> Vec<usize> {
@@ -868,6 +863,11 @@ fn rest_overlaps(r: &Rendered, tools: &[Tool], calls: &[Call]) -> Vec<usize> {
         .collect()
 }
 
+/// The last line of defence behind constrained decoding: a value the grammar
+/// could not shape into its type (e.g. a nested object read back from word
+/// pieces) must not reach the caller. An invalid optional argument is
+/// removed; a call whose required argument is invalid is dropped. Every call
+/// returned validates.
 fn repair_calls(calls: Vec<Call>, tools: &[Tool]) -> Vec<Call> {
     let mut out = Vec::with_capacity(calls.len());
     'calls: for mut call in calls {

@@ -179,10 +179,16 @@ pub struct RTool {
     pub params: Vec<RParam>,
     /// Distinct word pieces (of at least 3 characters) of the query that
     /// occur in the tool's name, description or parameter names (the
-    /// relevance tools are left out by, and `overlap_bias`'s count).
-    pub overlap: usize,
-    /// Those word pieces' ids (`overlap` of them), in query order.
+    /// relevance tools are left out by, and `overlap_bias`'s count), by id
+    /// in query order.
     pub shared: Vec<u32>,
+}
+
+impl RTool {
+    /// How many word pieces the tool shares with the query (`shared`).
+    pub fn overlap(&self) -> usize {
+        self.shared.len()
+    }
 }
 
 /// The encoder input of one request.
@@ -635,13 +641,11 @@ pub fn render_ranked(
             });
         }
         b.special(tok.sep, 1);
-        let shared = shared_pieces(&q, t);
         b.r.tools.push(RTool {
             index: i,
             start,
             params,
-            overlap: shared.len(),
-            shared,
+            shared: shared_pieces(&q, t),
         });
     }
     Ok(b.r)
