@@ -173,6 +173,30 @@ pub struct ModelConfig {
     /// `charge` points at. 0: off.
     #[serde(default)]
     pub rival_anchor_bias: f64,
+    /// Lists read in order: when a copied array element is followed in
+    /// the request by a list separator (`,` `;` "and" "or" `&` "plus") and
+    /// an item of the same kind (a number after a number, a capitalised
+    /// word after a capitalised word, a lower-case word after one), adding
+    /// another element gains this logit, and the next element's first
+    /// piece gains it at that item ("85, 90 and 88" reads as three
+    /// elements, in that order). 0: off.
+    #[serde(default)]
+    pub next_item_bias: f64,
+    /// The same reading between calls: logit subtracted from stopping when
+    /// a value the last call copied is followed in the request by a list
+    /// separator and an item of the same kind that no call has copied yet
+    /// ("weather in Paris, London and Berlin" asks for three calls). 0: off.
+    #[serde(default)]
+    pub next_call_item_bias: f64,
+    /// Optional parameters the request names: while a call chooses its
+    /// next parameter (or ends), an optional parameter not given yet gains
+    /// this logit when a word of its name (three letters or more, not a
+    /// word of the function's name nor a general one such as "include",
+    /// "max" or "type") is a word of the request, or shares its first five
+    /// letters or more with one ("including human impact" names
+    /// `include_human_impact`, "detailed" names `details`). 0: off.
+    #[serde(default)]
+    pub mentioned_param_bias: f64,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -272,6 +296,9 @@ impl ModelConfig {
             later_overlap_bias: 0.0,
             stop_rest_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
+            next_item_bias: 0.0,
+            next_call_item_bias: 0.0,
+            mentioned_param_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -321,6 +348,9 @@ impl ModelConfig {
             later_overlap_bias: 0.0,
             stop_rest_overlap_bias: 0.0,
             rival_anchor_bias: 0.0,
+            next_item_bias: 0.0,
+            next_call_item_bias: 0.0,
+            mentioned_param_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -375,6 +405,9 @@ impl ModelConfig {
             ("overlap_bias", self.overlap_bias),
             ("name_anchor_bias", self.name_anchor_bias),
             ("rival_anchor_bias", self.rival_anchor_bias),
+            ("next_item_bias", self.next_item_bias),
+            ("next_call_item_bias", self.next_call_item_bias),
+            ("mentioned_param_bias", self.mentioned_param_bias),
             ("refusal_overlap_bias", self.refusal_overlap_bias),
             ("extra_call_overlap_bias", self.extra_call_overlap_bias),
             ("later_overlap_bias", self.later_overlap_bias),

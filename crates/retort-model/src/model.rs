@@ -486,12 +486,25 @@ pub fn greedy(
     let mut last_copy: Option<usize> = None;
     let mut used_in_call: Vec<usize> = Vec::new();
     let mut cur_value: Vec<usize> = Vec::new();
+    // The query span (first, last position) the previous element of the
+    // array being decoded copied, for `next_item_bias`.
+    let mut prev_item: Option<(usize, usize)> = None;
+    // Per finished call: its rendered tool and, for each scalar value that
+    // copied one span of the query, (param, first, last); for
+    // `next_call_item_bias`.
+    let mut call_values: Vec<(usize, Vec<ValueSpan>)> = Vec::new();
+    let mut values: Vec<ValueSpan> = Vec::new();
     // The query positions each finished call copied, in call order.
     let mut call_copies: Vec<Vec<usize>> = Vec::new();
     let mut steps = 0;
     // The most word pieces any rendered tool shares with the query (as
     // `render` counted them), for the overlap prior and the refusal bias.
     let top_overlap = r.tools.iter().map(|t| t.overlap()).max().unwrap_or(0);
+    let mentioned = if cfg.mentioned_param_bias != 0.0 {
+        mentioned_params(query, &r, tools)
+    } else {
+        Vec::new()
+    };
     while !g.is_done() && steps < max_steps {
         // Feed the newest input; earlier steps live in `dec`.
         let Some(&newest) = inputs.last() else { break };
@@ -573,6 +586,55 @@ pub fn greedy(
                 }
             }
         }
+        // Lists read in order: after a copied element that a separator
+        // and a like item follow, another element (starting there).
+        if cfg.next_item_bias != 0.0
+            && let State::InValue { v, .. } = &g.state
+            && v.array
+            && !v.is_enum()
+        {
+            let b = cfg.next_item_bias as f32;
+            if v.cur.is_empty() {
+                if let Some(q) = prev_item.and_then(|(s, e)| next_item(&r, tok, s, e))
+                    && let Some(x) = z.get_mut(g.space.src_index(q))
+                {
+                    *x += b;
+                }
+            } else if let (Some(&s), Some(e)) = (cur_value.first(), last_copy)
+                && next_item(&r, tok, s, e).is_some()
+                && let Some(x) = z.get_mut(action::NEXT_ELEM)
+            {
+                *x += b;
+            }
+        }
+        // Optional parameters the request names are given.
+        if cfg.mentioned_param_bias != 0.0
+            && let State::InCall { tool, used } = &g.state
+            && let (Some(rt), Some(named)) = (r.tools.get(*tool), mentioned.get(*tool))
+        {
+            for ((rp, &m), &u) in rt.params.iter().zip(named).zip(used) {
+                if m && !u
+                    && let Some(x) = z.get_mut(g.space.src_index(rp.start))
+                {
+                    *x += cfg.mentioned_param_bias as f32;
+                }
+            }
+        }
+        // A later call of the same function reads the next item of the
+        // list its previous call's value began.
+        if cfg.next_call_item_bias != 0.0
+            && let State::InValue { tool, param, v, .. } = &g.state
+            && v.cur.is_empty()
+            && !v.array
+            && !v.is_enum()
+            && let Some((_, vals)) = call_values.iter().rev().find(|(t, _)| t == tool)
+            && let Some(&(_, s, e)) = vals.iter().find(|(k, _, _)| k == param)
+            && let Some(q) = next_item(&r, tok, s, e)
+            && !call_copies.iter().any(|c| c.contains(&q))
+            && let Some(x) = z.get_mut(g.space.src_index(q))
+        {
+            *x += cfg.next_call_item_bias as f32;
+        }
         // Every decision between calls (which tool next, or stop) is
         // steered by the overlap priors and the refusal and stop biases
         // below, but its share of the confidence is the model's own
@@ -635,9 +697,22 @@ pub fn greedy(
                     } else {
                         0
                     };
+                    // A list the last call began and no call finished.
+                    let list_goes_on = cfg.next_call_item_bias != 0.0
+                        && call_copies.last().is_some_and(|last| {
+                            spans_of(last).into_iter().any(|(s, e)| {
+                                next_item(&r, tok, s, e)
+                                    .is_some_and(|q| !call_copies.iter().any(|c| c.contains(&q)))
+                            })
+                        });
                     cfg.extra_call_bias
                         - cfg.extra_call_overlap_bias * rest as f64
                         - cfg.stop_rest_overlap_bias * top_rest as f64
+                        - if list_goes_on {
+                            cfg.next_call_item_bias
+                        } else {
+                            0.0
+                        }
                 };
                 if let Some(x) = z.get_mut(action::STOP) {
                     *x += b as f32;
@@ -793,16 +868,34 @@ pub fn greedy(
         match choice {
             Choice::Token(_, Some(p)) if r.segs.get(p) == Some(&0) => cur_value.push(p),
             // A finished value or array element is not copied again.
-            Choice::Action(action::END_VAL | action::NEXT_ELEM) => {
+            Choice::Action(a @ (action::END_VAL | action::NEXT_ELEM)) => {
+                if let State::InValue { param, v, .. } = &g.state
+                    && a == action::END_VAL
+                    && !v.array
+                    && let (Some(&s), Some(&e)) = (cur_value.first(), cur_value.last())
+                    && e + 1 == s + cur_value.len()
+                {
+                    values.push((*param, s, e));
+                }
+                prev_item = match (cur_value.first(), cur_value.last()) {
+                    (Some(&s), Some(&e)) if a == action::NEXT_ELEM => Some((s, e)),
+                    _ => None,
+                };
                 used_in_call.append(&mut cur_value)
             }
             Choice::Action(action::END_CALL) => {
                 call_copies.push(std::mem::take(&mut used_in_call));
+                if let State::InCall { tool, .. } = &g.state {
+                    call_values.push((*tool, std::mem::take(&mut values)));
+                }
                 cur_value.clear();
+                prev_item = None;
             }
             Choice::Function(_) => {
                 used_in_call.clear();
                 cur_value.clear();
+                values.clear();
+                prev_item = None;
             }
             _ => {}
         }
@@ -1035,6 +1128,119 @@ pub(crate) fn group_follows(r: &crate::render::Rendered, tok: &Tok, p: usize) ->
         && group.len() == 3
         && digits(group)
         && !continued
+}
+
+/// A scalar value copied as one span of the query: (parameter, first
+/// position, last position).
+type ValueSpan = (usize, usize, usize);
+
+/// Words of a parameter's name too general to show that a request asks
+/// for that parameter.
+const GENERAL_NAME_WORDS: &[&str] = &[
+    "include", "includes", "is", "has", "use", "get", "set", "with", "show", "return", "max",
+    "min", "maximum", "minimum", "number", "num", "type", "name", "id", "data", "info", "list",
+    "all", "the", "and", "for", "value", "values", "default", "flag", "enable", "by", "count",
+];
+
+/// Two words name the same thing: equal, or sharing their first five
+/// letters or more ("including" and "include", "detailed" and "details").
+pub(crate) fn same_word(a: &str, b: &str) -> bool {
+    a == b || a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count() >= 5
+}
+
+/// For each rendered tool, which of its parameters the request names: an
+/// optional parameter with a word of its name (three letters or more, not
+/// general, not a word of the function's name) that is a request word
+/// (`same_word`). Required parameters are never marked (they are given
+/// anyway).
+pub(crate) fn mentioned_params(query: &str, r: &Rendered, tools: &[Tool]) -> Vec<Vec<bool>> {
+    let words = retort_core::split_words(query);
+    r.tools
+        .iter()
+        .map(|rt| {
+            let Some(t) = tools.get(rt.index) else {
+                return vec![false; rt.params.len()];
+            };
+            let own = retort_core::split_words(&t.name);
+            rt.params
+                .iter()
+                .map(|rp| {
+                    !t.parameters.is_required(&rp.name)
+                        && retort_core::split_words(&rp.name).iter().any(|w| {
+                            w.len() >= 3
+                                && !GENERAL_NAME_WORDS.contains(&w.as_str())
+                                && !own.iter().any(|o| same_word(o, w))
+                                && words.iter().any(|q| same_word(q, w))
+                        })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Words and marks that separate the items of a list in a request.
+const LIST_SEPARATORS: &[&str] = &[",", ";", "and", "or", "&", "plus"];
+
+/// The kind of item that starts at query piece `p`, for reading lists: a
+/// number (0), a capitalised word (1) or a lower-case word (2); `None` for
+/// marks and pieces inside a word.
+fn item_kind(r: &crate::render::Rendered, tok: &Tok, p: usize) -> Option<u8> {
+    if number_starts(r, tok, p) {
+        return Some(0);
+    }
+    let x = query_piece(r, tok, p)?;
+    if !alnum(x) || starts_mid_word(r, tok, p) {
+        return None;
+    }
+    let upper = r
+        .spans
+        .get(p)
+        .and_then(|sp| r.text.get(sp.0..))
+        .and_then(|t| t.chars().next())
+        .is_some_and(char::is_uppercase);
+    Some(if upper { 1 } else { 2 })
+}
+
+/// Where the next item of a list starts, after an item copied from query
+/// pieces `start..=end`: past quotes and `$`, at least one list separator,
+/// then an item of the same kind as the one at `start`, quoted if that one
+/// is ("'a', using b" is no list). `None` when the list ends there.
+pub(crate) fn next_item(
+    r: &crate::render::Rendered,
+    tok: &Tok,
+    start: usize,
+    end: usize,
+) -> Option<usize> {
+    let kind = item_kind(r, tok, start)?;
+    let quoted = |p: usize| {
+        p > 0
+            && query_piece(r, tok, p - 1).is_some_and(|x| matches!(x, "'" | "\"" | "`"))
+            && attached(r, p - 1)
+    };
+    let mut seps = 0;
+    for q in end + 1..end + 8 {
+        let x = query_piece(r, tok, q)?;
+        if LIST_SEPARATORS.contains(&x) {
+            seps += 1;
+        } else if !matches!(x, "'" | "\"" | "`" | "$") {
+            return (seps > 0 && item_kind(r, tok, q) == Some(kind) && quoted(q) == quoted(start))
+                .then_some(q);
+        }
+    }
+    None
+}
+
+/// The runs of consecutive positions in `copies` (a call's copied query
+/// positions, in copy order), as (first, last).
+pub(crate) fn spans_of(copies: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &p in copies {
+        match out.last_mut() {
+            Some((_, e)) if p == *e + 1 => *e = p,
+            _ => out.push((p, p)),
+        }
+    }
+    out
 }
 
 /// Query pieces `p` and `p + 1` touch in the text (no space between them).

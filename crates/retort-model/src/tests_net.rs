@@ -1630,3 +1630,206 @@ fn anchor_window_reaches_past_words_to_a_number() {
         vec!["temperature"]
     );
 }
+
+/// Where the next item of a list starts: past a separator, at an item of
+/// the same kind (number, capitalised word, lower-case word); nowhere once
+/// the list ends or the kind changes.
+#[test]
+fn next_item_reads_lists_of_like_items() {
+    let Some(tj) = tokenizer_json() else { return };
+    let tok = crate::render::Tok::from_bytes(&tj).expect("tok");
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let q = "Flows 200, 300 and $400; weather in Paris, London or Oslo, a=3, b=4, tea & coffee, 'x', using 'y', 'z' or 'w'.";
+    let r = crate::render::render(
+        &tok,
+        q,
+        &weather_tools(),
+        crate::model::infer_limits(&cfg),
+        &[],
+    )
+    .expect("render");
+    let piece = |p: usize| tok.text(r.ids[p]).to_string();
+    let find = |s: &str| (0..r.ids.len()).find(|&p| piece(p) == s).expect(s);
+    let next = |s: &str| crate::model::next_item(&r, &tok, find(s), find(s));
+    assert_eq!(next("200"), Some(find("300")));
+    assert_eq!(next("300"), Some(find("400")), "past `and` and `$`");
+    assert_eq!(next("400"), None, "`;` then a lower-case word");
+    assert_eq!(next("paris"), Some(find("london")));
+    assert_eq!(next("london"), Some(find("oslo")), "past `or`");
+    assert_eq!(next("3"), None, "a number, then a name");
+    assert_eq!(next("tea"), Some(find("coffee")));
+    assert_eq!(next("x"), None, "quoted, then a plain word");
+    assert_eq!(next("z"), Some(find("w")), "quoted, then quoted");
+    assert_eq!(next("w"), None, "the sentence ends");
+    assert_eq!(
+        crate::model::spans_of(&[4, 5, 6, 9, 2, 3]),
+        vec![(4, 6), (9, 9), (2, 3)]
+    );
+}
+
+const NUMBER_LIST: &str = "net present value of cash flows 200, 300, 400 and 500";
+
+fn list_tools() -> Vec<Tool> {
+    Tool::parse_many(
+        &json!([{"name": "npv", "description": "Net present value",
+          "parameters": {"type": "object", "properties": {
+            "cash_flows": {"type": "array", "items": {"type": "integer"}}},
+          "required": ["cash_flows"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools")
+}
+
+/// `next_item_bias` reads an array element by element in the order the
+/// request lists them; negative, it stops after the first.
+#[test]
+fn next_item_bias_reads_a_list_in_order() {
+    let Some(mut m) = tiny_model() else { return };
+    let tools = list_tools();
+    let opts = CallOptions::default();
+    short_calls(&mut m, 30.0);
+    m.update_config(|c| {
+        c.max_value_tokens = 40;
+        c.name_anchor_bias = 40.0;
+        c.query_copies_only = true;
+        c.contiguous_copy = true;
+        c.whole_word_copy = true;
+    })
+    .expect("bias");
+    let flows = |m: &Model| -> Vec<serde_json::Value> {
+        let d = m.predict(NUMBER_LIST, &tools, &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls
+            .first()
+            .and_then(|c| c.arguments.get("cash_flows"))
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    m.update_config(|c| c.next_item_bias = 40.0).expect("bias");
+    let on = flows(&m);
+    assert_eq!(
+        on.get(..4),
+        Some(&[json!(200), json!(300), json!(400), json!(500)][..]),
+        "{on:?}"
+    );
+    m.update_config(|c| c.next_item_bias = -40.0).expect("bias");
+    let off = flows(&m);
+    assert_eq!(off, vec![json!(200)]);
+    assert!(m.update_config(|c| c.next_item_bias = 51.0).is_err());
+}
+
+/// `next_call_item_bias` calls a function again for each further item of
+/// the list its first call's value began, in order.
+#[test]
+fn next_call_item_bias_calls_once_per_listed_item() {
+    let Some(mut m) = tiny_model() else { return };
+    let tools = weather_tools();
+    let opts = CallOptions::default();
+    let q = "weather forecast for the city Paris, London and Oslo";
+    short_calls(&mut m, 30.0);
+    m.update_config(|c| {
+        c.max_value_tokens = 1;
+        c.name_anchor_bias = 40.0;
+        c.query_copies_only = true;
+        c.contiguous_copy = true;
+        c.whole_word_copy = true;
+    })
+    .expect("bias");
+    let cities = |m: &Model| -> Vec<String> {
+        let d = m.predict(q, &tools, &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls
+            .iter()
+            .filter_map(|c| c.arguments.get("city").and_then(|v| v.as_str()))
+            .map(str::to_string)
+            .collect()
+    };
+    let one = cities(&m);
+    assert_eq!(one.len(), 1, "{one:?}");
+    m.update_config(|c| c.next_call_item_bias = 45.0)
+        .expect("bias");
+    let all = cities(&m);
+    assert_eq!(
+        all.get(..3),
+        Some(
+            &[
+                "Paris".to_string(),
+                "London".to_string(),
+                "Oslo".to_string()
+            ][..]
+        ),
+        "{all:?}"
+    );
+}
+
+fn forest_tools() -> Vec<Tool> {
+    Tool::parse_many(
+        &json!([{"name": "forest_growth_forecast", "description": "Forest growth",
+          "parameters": {"type": "object", "properties": {
+            "location": {"type": "string"},
+            "forest_type": {"type": "string"},
+            "include_human_impact": {"type": "string"},
+            "include_stats": {"type": "boolean"}},
+          "required": ["location"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools")
+}
+
+const FOREST: &str =
+    "Predict the forest growth in Yellowstone including human impact and its statistics.";
+
+/// Which optional parameters a request names: a distinctive word of the
+/// name, or one sharing its first five letters; not a word of the
+/// function's name ("forest"), not a general one ("include"), never a
+/// required parameter.
+#[test]
+fn mentioned_params_are_named_by_distinctive_words() {
+    let Some(tj) = tokenizer_json() else { return };
+    let tok = crate::render::Tok::from_bytes(&tj).expect("tok");
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let tools = forest_tools();
+    let marks = |q: &str| {
+        let r = crate::render::render(&tok, q, &tools, crate::model::infer_limits(&cfg), &[])
+            .expect("render");
+        let names: Vec<&str> = r.tools[0].params.iter().map(|p| p.name.as_str()).collect();
+        let m = crate::model::mentioned_params(q, &r, &tools);
+        names
+            .into_iter()
+            .zip(m[0].iter().copied())
+            .filter(|x| x.1)
+            .map(|x| x.0.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(marks(FOREST), ["include_human_impact"]);
+    assert!(marks("Forest growth in the Yellowstone location").is_empty());
+    assert_eq!(
+        marks("growth with impacts, in Yellowstone"),
+        ["include_human_impact"]
+    );
+    assert!(crate::model::same_word("detailed", "details"));
+    assert!(!crate::model::same_word("stats", "statistics"));
+}
+
+/// `mentioned_param_bias` gives an optional parameter the request names;
+/// negative, it leaves it out.
+#[test]
+fn mentioned_param_bias_gives_the_parameters_a_request_names() {
+    let Some(mut m) = tiny_model() else { return };
+    let tools = forest_tools();
+    let opts = CallOptions::default();
+    short_calls(&mut m, 30.0);
+    let given = |m: &Model| -> bool {
+        let d = m.predict(FOREST, &tools, &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls
+            .first()
+            .is_some_and(|c| c.arguments.contains_key("include_human_impact"))
+    };
+    m.update_config(|c| c.mentioned_param_bias = 45.0)
+        .expect("bias");
+    assert!(given(&m));
+    m.update_config(|c| c.mentioned_param_bias = -45.0)
+        .expect("bias");
+    assert!(!given(&m));
+}

@@ -995,6 +995,9 @@ pub struct DecodingOverrides {
     pub later_overlap_bias: Option<f64>,
     pub stop_rest_overlap_bias: Option<f64>,
     pub rival_anchor_bias: Option<f64>,
+    pub next_item_bias: Option<f64>,
+    pub next_call_item_bias: Option<f64>,
+    pub mentioned_param_bias: Option<f64>,
     /// Longest tool description rendered (word pieces).
     pub tool_desc_tokens: Option<usize>,
     /// Longest parameter description rendered (word pieces; 0 leaves them
@@ -1034,6 +1037,9 @@ impl DecodingOverrides {
             later_overlap_bias,
             stop_rest_overlap_bias,
             rival_anchor_bias,
+            next_item_bias,
+            next_call_item_bias,
+            mentioned_param_bias,
             tool_desc_tokens,
             param_desc_tokens,
             max_input_tokens,
@@ -1063,6 +1069,9 @@ impl DecodingOverrides {
         cfg.later_overlap_bias = later_overlap_bias.unwrap_or(cfg.later_overlap_bias);
         cfg.stop_rest_overlap_bias = stop_rest_overlap_bias.unwrap_or(cfg.stop_rest_overlap_bias);
         cfg.rival_anchor_bias = rival_anchor_bias.unwrap_or(cfg.rival_anchor_bias);
+        cfg.next_item_bias = next_item_bias.unwrap_or(cfg.next_item_bias);
+        cfg.next_call_item_bias = next_call_item_bias.unwrap_or(cfg.next_call_item_bias);
+        cfg.mentioned_param_bias = mentioned_param_bias.unwrap_or(cfg.mentioned_param_bias);
         cfg.tool_desc_tokens = tool_desc_tokens.unwrap_or(cfg.tool_desc_tokens);
         cfg.param_desc_tokens = param_desc_tokens.unwrap_or(cfg.param_desc_tokens);
         cfg.max_input_tokens = max_input_tokens.unwrap_or(cfg.max_input_tokens);

@@ -233,6 +233,25 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     rival_anchor_bias: Option<f64>,
+    /// With --export/--eval-only: a copied array element followed in the
+    /// request by a list separator ("," "and" "or" ...) and an item of the
+    /// same kind makes another element this logit likelier, starting at
+    /// that item; 0 is off. Stored in the exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    next_item_bias: Option<f64>,
+    /// With --export/--eval-only: logit subtracted from stopping while a
+    /// value the last call copied is followed by a list separator and an
+    /// item of the same kind that no call has copied; 0 is off. Stored in
+    /// the exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    next_call_item_bias: Option<f64>,
+    /// With --export/--eval-only: an optional parameter not given yet gains
+    /// this logit, when a call picks its next parameter, if the request
+    /// names it (a distinctive word of its name is a request word, or
+    /// shares its first five letters with one); 0 is off. Stored in the
+    /// exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    mentioned_param_bias: Option<f64>,
     /// With --export/--eval-only: render at most this many word pieces of
     /// each tool's description (fewer when the tools do not fit the
     /// input). Stored in the exported config; tune it on validation data.
@@ -309,6 +328,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 later_overlap_bias: a.later_overlap_bias,
                 stop_rest_overlap_bias: a.stop_rest_overlap_bias,
                 rival_anchor_bias: a.rival_anchor_bias,
+                next_item_bias: a.next_item_bias,
+                next_call_item_bias: a.next_call_item_bias,
+                mentioned_param_bias: a.mentioned_param_bias,
                 tool_desc_tokens: a.tool_desc_tokens,
                 param_desc_tokens: a.param_desc_tokens,
                 max_input_tokens: a.max_input_tokens,
