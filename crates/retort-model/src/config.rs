@@ -197,6 +197,12 @@ pub struct ModelConfig {
     /// `include_human_impact`, "detailed" names `details`). 0: off.
     #[serde(default)]
     pub mentioned_param_bias: f64,
+    /// Names are copied whole: in a text value that began with a
+    /// capitalised word, at the end of a word, copying on into the next
+    /// word gains this logit when it is capitalised too ("Santa Clara")
+    /// and loses it when it is lower-case ("Los Angeles court"). 0: off.
+    #[serde(default)]
+    pub capital_run_bias: f64,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -299,6 +305,7 @@ impl ModelConfig {
             next_item_bias: 0.0,
             next_call_item_bias: 0.0,
             mentioned_param_bias: 0.0,
+            capital_run_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -351,6 +358,7 @@ impl ModelConfig {
             next_item_bias: 0.0,
             next_call_item_bias: 0.0,
             mentioned_param_bias: 0.0,
+            capital_run_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -408,6 +416,7 @@ impl ModelConfig {
             ("next_item_bias", self.next_item_bias),
             ("next_call_item_bias", self.next_call_item_bias),
             ("mentioned_param_bias", self.mentioned_param_bias),
+            ("capital_run_bias", self.capital_run_bias),
             ("refusal_overlap_bias", self.refusal_overlap_bias),
             ("extra_call_overlap_bias", self.extra_call_overlap_bias),
             ("later_overlap_bias", self.later_overlap_bias),

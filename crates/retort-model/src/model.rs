@@ -607,6 +607,22 @@ pub fn greedy(
                 *x += b;
             }
         }
+        // Names are copied whole: a capitalised run goes on through the
+        // next capitalised word and stops before a lower-case one.
+        if cfg.capital_run_bias != 0.0
+            && let State::InValue { v, .. } = &g.state
+            && matches!(v.kind, crate::grammar::VKind::Text)
+            && let (Some(&s), Some(e)) = (cur_value.first(), last_copy)
+            && item_kind(&r, tok, s) == Some(1)
+            && !continues_word(&r, tok, e)
+            && let Some(x) = z.get_mut(g.space.src_index(e + 1))
+        {
+            match item_kind(&r, tok, e + 1) {
+                Some(1) => *x += cfg.capital_run_bias as f32,
+                Some(2) => *x -= cfg.capital_run_bias as f32,
+                _ => {}
+            }
+        }
         // Optional parameters the request names are given.
         if cfg.mentioned_param_bias != 0.0
             && let State::InCall { tool, used } = &g.state

@@ -1833,3 +1833,51 @@ fn mentioned_param_bias_gives_the_parameters_a_request_names() {
         .expect("bias");
     assert!(!given(&m));
 }
+
+/// `capital_run_bias` copies a name whole and stops before the
+/// lower-case word after it; negative, it cuts the name short.
+#[test]
+fn capital_run_bias_copies_names_whole() {
+    let Some(mut m) = tiny_model() else { return };
+    let tools = weather_tools();
+    let opts = CallOptions::default();
+    short_calls(&mut m, 30.0);
+    m.update_config(|c| {
+        c.max_value_tokens = 6;
+        c.name_anchor_bias = 40.0;
+        c.query_copies_only = true;
+        c.contiguous_copy = true;
+        c.whole_word_copy = true;
+    })
+    .expect("bias");
+    let city = |m: &Model| -> String {
+        let d = m
+            .predict(
+                "weather in the city Santa Clara county today",
+                &tools,
+                &opts,
+            )
+            .expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls
+            .first()
+            .and_then(|c| c.arguments.get("city"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    m.update_config(|c| c.capital_run_bias = 40.0)
+        .expect("bias");
+    let on = city(&m);
+    assert!(
+        on.starts_with("Santa Clara") && !on.contains("county"),
+        "{on:?}"
+    );
+    m.update_config(|c| c.capital_run_bias = -40.0)
+        .expect("bias");
+    let off = city(&m);
+    assert!(
+        off.starts_with("Santa") && !off.contains("Clara"),
+        "{off:?}"
+    );
+}

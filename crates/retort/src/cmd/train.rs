@@ -252,6 +252,12 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     mentioned_param_bias: Option<f64>,
+    /// With --export/--eval-only: in a text value that began with a
+    /// capitalised word, copying on into the next word gains this logit if
+    /// it is capitalised and loses it if it is lower-case; 0 is off. Stored
+    /// in the exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    capital_run_bias: Option<f64>,
     /// With --export/--eval-only: render at most this many word pieces of
     /// each tool's description (fewer when the tools do not fit the
     /// input). Stored in the exported config; tune it on validation data.
@@ -331,6 +337,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 next_item_bias: a.next_item_bias,
                 next_call_item_bias: a.next_call_item_bias,
                 mentioned_param_bias: a.mentioned_param_bias,
+                capital_run_bias: a.capital_run_bias,
                 tool_desc_tokens: a.tool_desc_tokens,
                 param_desc_tokens: a.param_desc_tokens,
                 max_input_tokens: a.max_input_tokens,
