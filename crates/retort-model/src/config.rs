@@ -243,7 +243,9 @@ pub struct ModelConfig {
     /// `"ffn_in"` (the first feed-forward matrix) and `"ffn_out"` (the
     /// second, whose GELU inputs are the most sensitive to the rounding:
     /// crates/retort-model/README.md). Empty (older configurations): all
-    /// 16-bit.
+    /// 16-bit. Only on CPUs with AVX-512 VNNI: elsewhere the products stay
+    /// 16-bit (the portable 8-bit loop is no faster), so answers there are
+    /// those without this setting.
     #[serde(default)]
     pub eight_bit_activations: Vec<EncoderMatrix>,
 }

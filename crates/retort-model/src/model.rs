@@ -29,7 +29,8 @@ pub struct Decoded {
     pub calls: Vec<Call>,
     /// Calibrated confidence (the sequence probability at the model's temperature).
     pub confidence: f64,
-    /// Sequence log-probability at each of [`TEMPERATURES`].
+    /// Sequence log-probability at each of [`TEMPERATURES`] (empty unless
+    /// [`Aids::all_temperatures`] asked for it).
     pub logp: Vec<f64>,
     /// Number of decoder steps taken.
     pub steps: usize,
@@ -220,7 +221,12 @@ impl Model {
                 cfg.vocab_size
             )));
         }
-        params.set_activations(&net.layout, &cfg.eight_bit_activations);
+        if !cfg.eight_bit_activations.is_empty() && !crate::qgemm::eight_bit_fast() {
+            tracing::info!(
+                "eight_bit_activations needs AVX-512 VNNI, which this CPU lacks: the encoder's products stay 16-bit (answers as without the setting)"
+            );
+        }
+        params.set_activations(&net.layout, active_eight_bit(&cfg));
         let host_dec = HostDecoder::new(&net, &params)?;
         Ok(Model {
             cfg,
@@ -245,7 +251,7 @@ impl Model {
         let rebuild = cfg.integer_products != self.cfg.integer_products;
         if cfg.eight_bit_activations != self.cfg.eight_bit_activations {
             self.params
-                .set_activations(&self.net.layout, &cfg.eight_bit_activations);
+                .set_activations(&self.net.layout, active_eight_bit(&cfg));
         }
         self.cfg = cfg.clone();
         self.net.cfg = cfg;
@@ -299,6 +305,7 @@ impl Model {
                     tool_cache: Some(&self.tool_cache),
                     host_dec: Some(&self.host_dec),
                     embed_cache: Some(&self.embed_cache),
+                    all_temperatures: false,
                 },
             )
         };
@@ -399,6 +406,11 @@ pub struct Aids<'a> {
     /// Sentence embeddings of queries and tools, for ranking catalogues
     /// that do not fit (`ModelConfig::rank_layers`).
     pub embed_cache: Option<&'a EmbedCache>,
+    /// Also sum the sequence log-probability at each of [`TEMPERATURES`]
+    /// (`Decoded::logp`, which calibration fits a temperature on); off,
+    /// `logp` is empty and each decoder step does one softmax over the
+    /// allowed choices instead of fifteen.
+    pub all_temperatures: bool,
 }
 
 /// Schema-constrained greedy decoding of one request.
@@ -481,7 +493,12 @@ pub fn greedy(
     g.required_first = cfg.required_first_params;
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
-    let mut logp = vec![0f64; TEMPERATURES.len()];
+    let temps: &[f64] = if aids.all_temperatures {
+        &TEMPERATURES
+    } else {
+        &[]
+    };
+    let mut logp = vec![0f64; temps.len()];
     let mut logp_cfg = 0f64;
     let mut last_copy: Option<usize> = None;
     let mut used_in_call: Vec<usize> = Vec::new();
@@ -868,7 +885,7 @@ pub fn greedy(
             },
         };
         let zc = z_model.as_deref().unwrap_or(&z);
-        for (k, &temp) in TEMPERATURES.iter().enumerate() {
+        for (k, &temp) in temps.iter().enumerate() {
             logp[k] += group_logp(zc, &allowed, |c| group_of(c) == best, temp);
         }
         logp_cfg += group_logp(
@@ -950,6 +967,18 @@ pub fn greedy(
         logp,
         steps,
     })
+}
+
+/// The encoder matrices that take 8-bit activations on this CPU: those
+/// `cfg` names where the 8-bit kernel exists (AVX-512 VNNI), none
+/// elsewhere, where the portable 8-bit loop would be slower than the
+/// 16-bit kernels.
+fn active_eight_bit(cfg: &ModelConfig) -> &[crate::config::EncoderMatrix] {
+    if crate::qgemm::eight_bit_fast() {
+        &cfg.eight_bit_activations
+    } else {
+        &[]
+    }
 }
 
 /// For each rendered tool, the word pieces it shares with the request

@@ -52,6 +52,21 @@ pub const U8_GROUP: usize = 256;
 /// Four-row lanes of one 8-bit group.
 const QUADS_PER_GROUP: usize = U8_GROUP / 4;
 
+/// Whether this CPU has the 8-bit kernel (`vpdpbusd`, AVX-512 VNNI).
+/// Elsewhere 8-bit activations run a portable loop no faster than the
+/// 16-bit kernels, so a model keeps its products 16-bit there
+/// (`ModelConfig::eight_bit_activations`).
+pub fn eight_bit_fast() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        vnni::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The integer width of a product's activations (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1073,7 +1073,7 @@ fn lower_block_layers_answer_the_same_from_the_cache() {
 /// `eight_bit_activations` re-lays the named encoder matrices out for
 /// 8-bit activations: the states move from the 16-bit ones but stay close
 /// to the f32 products', and turning it off again gives the 16-bit states
-/// back exactly.
+/// back exactly. On a CPU without AVX-512 VNNI the products stay 16-bit.
 #[test]
 fn eight_bit_activations_stay_close_and_switch_back() {
     use crate::config::EncoderMatrix;
@@ -1102,6 +1102,12 @@ fn eight_bit_activations_stay_close_and_switch_back() {
         c.eight_bit_activations = vec![EncoderMatrix::FfnIn, EncoderMatrix::FfnOut]
     })
     .expect("cfg");
+    if !crate::qgemm::eight_bit_fast() {
+        // Without AVX-512 VNNI the products stay 16-bit.
+        assert_eq!(widths(&m), [Activations::I16; 2]);
+        assert_eq!(states(&m), q16);
+        return;
+    }
     assert_eq!(widths(&m), [Activations::U8; 2]);
     let q8 = states(&m);
     let max_diff = |a: &[f32], b: &[f32]| {
@@ -1180,21 +1186,24 @@ fn integer_decoder_steps_stay_close_to_f32_steps() {
     }
 }
 
+/// The tokenizer and the rendering of `q` with `tools` (a tiny
+/// configuration's limits), or `None` without the tokenizer.
+fn rendered(q: &str, tools: &[Tool]) -> Option<(crate::render::Tok, crate::render::Rendered)> {
+    let tj = tokenizer_json()?;
+    let tok = crate::render::Tok::from_bytes(&tj).expect("tok");
+    let cfg = ModelConfig::tiny(vec![1012]);
+    let r = crate::render::render(&tok, q, tools, crate::model::infer_limits(&cfg), &[])
+        .expect("render");
+    Some((tok, r))
+}
+
 /// Which query pieces a copied value may not end or start at.
 #[test]
 fn word_boundaries_follow_the_query_text() {
-    let Some(tj) = tokenizer_json() else { return };
-    let tok = crate::render::Tok::from_bytes(&tj).expect("tok");
-    let cfg = ModelConfig::tiny(vec![1012]);
     let q = "Magnus Carlsen ran 9.8 km in 2019-2020, New York.";
-    let r = crate::render::render(
-        &tok,
-        q,
-        &weather_tools(),
-        crate::model::infer_limits(&cfg),
-        &[],
-    )
-    .expect("render");
+    let Some((tok, r)) = rendered(q, &weather_tools()) else {
+        return;
+    };
     let piece = |p: usize| tok.text(r.ids[p]).to_string();
     let find = |s: &str, from: usize| (from..r.ids.len()).find(|&p| piece(p) == s).expect(s);
     let carl = find("carl", 0);
@@ -1636,18 +1645,10 @@ fn anchor_window_reaches_past_words_to_a_number() {
 /// the list ends or the kind changes.
 #[test]
 fn next_item_reads_lists_of_like_items() {
-    let Some(tj) = tokenizer_json() else { return };
-    let tok = crate::render::Tok::from_bytes(&tj).expect("tok");
-    let cfg = ModelConfig::tiny(vec![1012]);
     let q = "Flows 200, 300 and $400; weather in Paris, London or Oslo, a=3, b=4, tea & coffee, 'x', using 'y', 'z' or 'w'.";
-    let r = crate::render::render(
-        &tok,
-        q,
-        &weather_tools(),
-        crate::model::infer_limits(&cfg),
-        &[],
-    )
-    .expect("render");
+    let Some((tok, r)) = rendered(q, &weather_tools()) else {
+        return;
+    };
     let piece = |p: usize| tok.text(r.ids[p]).to_string();
     let find = |s: &str| (0..r.ids.len()).find(|&p| piece(p) == s).expect(s);
     let next = |s: &str| crate::model::next_item(&r, &tok, find(s), find(s));
@@ -1665,6 +1666,21 @@ fn next_item_reads_lists_of_like_items() {
         crate::model::spans_of(&[4, 5, 6, 9, 2, 3]),
         vec![(4, 6), (9, 9), (2, 3)]
     );
+}
+
+/// `short_calls` (stopping after a call by 30), values of at most
+/// `max_value_tokens` pieces copied whole and in one run from the query,
+/// starting where a parameter's name points.
+fn copying_calls(m: &mut Model, max_value_tokens: usize) {
+    short_calls(m, 30.0);
+    m.update_config(|c| {
+        c.max_value_tokens = max_value_tokens;
+        c.name_anchor_bias = 40.0;
+        c.query_copies_only = true;
+        c.contiguous_copy = true;
+        c.whole_word_copy = true;
+    })
+    .expect("bias");
 }
 
 const NUMBER_LIST: &str = "net present value of cash flows 200, 300, 400 and 500";
@@ -1687,15 +1703,7 @@ fn next_item_bias_reads_a_list_in_order() {
     let Some(mut m) = tiny_model() else { return };
     let tools = list_tools();
     let opts = CallOptions::default();
-    short_calls(&mut m, 30.0);
-    m.update_config(|c| {
-        c.max_value_tokens = 40;
-        c.name_anchor_bias = 40.0;
-        c.query_copies_only = true;
-        c.contiguous_copy = true;
-        c.whole_word_copy = true;
-    })
-    .expect("bias");
+    copying_calls(&mut m, 40);
     let flows = |m: &Model| -> Vec<serde_json::Value> {
         let d = m.predict(NUMBER_LIST, &tools, &opts).expect("predict");
         retort_core::validate_all(&d.calls, &tools).expect("valid");
@@ -1726,15 +1734,7 @@ fn next_call_item_bias_calls_once_per_listed_item() {
     let tools = weather_tools();
     let opts = CallOptions::default();
     let q = "weather forecast for the city Paris, London and Oslo";
-    short_calls(&mut m, 30.0);
-    m.update_config(|c| {
-        c.max_value_tokens = 1;
-        c.name_anchor_bias = 40.0;
-        c.query_copies_only = true;
-        c.contiguous_copy = true;
-        c.whole_word_copy = true;
-    })
-    .expect("bias");
+    copying_calls(&mut m, 1);
     let cities = |m: &Model| -> Vec<String> {
         let d = m.predict(q, &tools, &opts).expect("predict");
         retort_core::validate_all(&d.calls, &tools).expect("valid");
@@ -1841,15 +1841,7 @@ fn capital_run_bias_copies_names_whole() {
     let Some(mut m) = tiny_model() else { return };
     let tools = weather_tools();
     let opts = CallOptions::default();
-    short_calls(&mut m, 30.0);
-    m.update_config(|c| {
-        c.max_value_tokens = 6;
-        c.name_anchor_bias = 40.0;
-        c.query_copies_only = true;
-        c.contiguous_copy = true;
-        c.whole_word_copy = true;
-    })
-    .expect("bias");
+    copying_calls(&mut m, 6);
     let city = |m: &Model| -> String {
         let d = m
             .predict(
@@ -1880,4 +1872,32 @@ fn capital_run_bias_copies_names_whole() {
         off.starts_with("Santa") && !off.contains("Clara"),
         "{off:?}"
     );
+}
+
+/// The log-probabilities at every calibration temperature are summed only
+/// when asked for; the answer and its confidence are the same either way,
+/// and the sum at the model's own temperature is the confidence.
+#[test]
+fn all_temperatures_only_when_asked() {
+    let Some(m) = tiny_model() else { return };
+    let tools = weather_tools();
+    let opts = CallOptions::default();
+    let q = "weather forecast for Oslo";
+    let served = m.predict(q, &tools, &opts).expect("predict");
+    assert!(served.logp.is_empty());
+    let aids = crate::model::Aids {
+        host_dec: Some(&m.host_dec),
+        all_temperatures: true,
+        ..Default::default()
+    };
+    let full = crate::model::greedy(&m.net, &m.params, &m.tok, q, &tools, &opts, &m.device, aids)
+        .expect("greedy");
+    assert_eq!(full.calls, served.calls);
+    assert!((full.confidence - served.confidence).abs() < 1e-9);
+    assert_eq!(full.logp.len(), crate::model::TEMPERATURES.len());
+    let own = crate::model::TEMPERATURES
+        .iter()
+        .position(|&t| t == m.net.cfg.confidence_temperature)
+        .expect("the tiny model's temperature is a calibration one");
+    assert!((full.logp[own].exp() - full.confidence).abs() < 1e-9);
 }

@@ -134,6 +134,7 @@ pub fn evaluate(net: &Net, params: &Params, tok: &Tok, examples: &[Example]) -> 
                 tool_cache: Some(&cache),
                 host_dec: fast.as_ref(),
                 embed_cache: Some(&embeds),
+                all_temperatures: true,
             },
         ) {
             Ok(d) => {

@@ -171,3 +171,28 @@ fn server_answers_with_the_embedded_model() {
     assert!((400..500).contains(&code), "{code} {v}");
     assert!(v["error"]["message"].is_string(), "{v}");
 }
+
+/// `retort info` names the shipped model's parameter budget and how its
+/// encoder products run on this CPU.
+#[test]
+fn info_describes_the_embedded_model() {
+    if !has_embedded_model() {
+        return;
+    }
+    let out = bin().arg("info").output().expect("retort runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(budget 26,500,000)"), "{text}");
+    let products = text
+        .lines()
+        .find(|l| l.starts_with("encoder products: "))
+        .unwrap_or_else(|| panic!("no products line: {text}"));
+    assert!(products.contains("int8 weights"), "{products}");
+    if retort_model::qgemm::eight_bit_fast() {
+        assert!(
+            products.contains("8-bit activations into attention, ffn_in"),
+            "{products}"
+        );
+    } else {
+        assert!(products.contains("need AVX-512 VNNI"), "{products}");
+    }
+}

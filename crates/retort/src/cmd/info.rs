@@ -60,6 +60,28 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
     } else {
         println!("encoder attention: full");
     }
+    if cfg.integer_products {
+        let eight: Vec<String> = cfg
+            .eight_bit_activations
+            .iter()
+            .filter_map(|m| serde_json::to_value(m).ok())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let products = if eight.is_empty() {
+            "int8 weights, 16-bit activations".to_string()
+        } else if retort_model::qgemm::eight_bit_fast() {
+            format!(
+                "int8 weights, 8-bit activations into {} (AVX-512 VNNI), 16-bit elsewhere",
+                eight.join(", ")
+            )
+        } else {
+            format!(
+                "int8 weights, 16-bit activations (the 8-bit ones set for {} need AVX-512 VNNI, which this CPU lacks)",
+                eight.join(", ")
+            )
+        };
+        println!("encoder products: {products}");
+    }
     println!("confidence temperature: {}", cfg.confidence_temperature);
     println!("parameters:");
     for (part, n) in layout.count_by_part() {
