@@ -241,8 +241,9 @@ pub struct TrainArgs {
     next_item_bias: Option<f64>,
     /// With --export/--eval-only: logit subtracted from stopping while a
     /// value the last call copied is followed by a list separator and an
-    /// item of the same kind that no call has copied; 0 is off. Stored in
-    /// the exported config.
+    /// item of the same kind that no call has copied, and added to that
+    /// item for the same parameter of the next call of the function; 0 is
+    /// off. Stored in the exported config.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     next_call_item_bias: Option<f64>,
     /// With --export/--eval-only: an optional parameter not given yet gains
