@@ -66,13 +66,6 @@ fn invalid_output(state: &AppState, who: &str, e: &OutputError, query: &Query) -
     )
 }
 
-thread_local! {
-    /// A one-thread pool per blocking thread, for calls made while every
-    /// model slot is busy.
-    static SOLO: Option<rayon::ThreadPool> =
-        rayon::ThreadPoolBuilder::new().num_threads(1).build().ok();
-}
-
 /// Answer one query.
 pub async fn answer(state: &Arc<AppState>, query: Query) -> Result<Answer, ApiError> {
     let start = Instant::now();
@@ -88,7 +81,7 @@ pub async fn answer(state: &Arc<AppState>, query: Query) -> Result<Answer, ApiEr
     let opts = query.choice.options(query.parallel, query.max_steps);
     let caller = Arc::clone(&state.caller);
     let (text, tools, o) = (query.text.clone(), query.tools.clone(), opts.clone());
-    // Wait for a free model slot; the permit travels with the blocking task,
+    // Wait for a free model slot; the permit travels with the model's job,
     // so it is held until the model really finishes (even if the request
     // timed out meanwhile).
     let permit = Arc::clone(&state.model_slots)
@@ -98,37 +91,35 @@ pub async fn answer(state: &Arc<AppState>, query: Query) -> Result<Answer, ApiEr
             ApiError::server("shutting_down", "the server is shutting down")
                 .with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
         })?;
-    // With every slot taken, the other calls keep the remaining cores busy,
-    // so this call runs on one thread: splitting each of its small matrix
-    // products across cores then costs more in hand-offs than it gains.
-    let busy = state.model_slots.available_permits() == 0;
+    // The call runs as one job of the server's model pool (one thread per
+    // CPU), not on a blocking thread that hands it on to the pool: with
+    // more calls than threads each thread runs one call on its own, and a
+    // thread with nothing queued steals split halves of another call's
+    // matrix products (a lone call gets every core) instead of sleeping
+    // until the next request is handed over.
     let model_start = Instant::now();
-    let joined = tokio::task::spawn_blocking(move || {
-        let run = || caller.call(&text, &tools, &o);
-        let out = if busy {
-            SOLO.with(|pool| match pool {
-                Some(pool) => pool.install(run),
-                None => run(),
-            })
-        } else {
-            run()
-        };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state.model_pool.spawn(move || {
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            caller.call(&text, &tools, &o)
+        }));
         drop(permit);
-        out
-    })
-    .await;
+        // The request may have timed out and gone; its answer is dropped.
+        let _ = tx.send(out);
+    });
+    let joined = rx.await;
     let model_secs = model_start.elapsed().as_secs_f64();
     let prediction = match joined {
-        Ok(Ok(p)) => p,
-        Ok(Err(CallerError::InvalidRequest(m))) => {
+        Ok(Ok(Ok(p))) => p,
+        Ok(Ok(Err(CallerError::InvalidRequest(m)))) => {
             return Err(ApiError::invalid(m).with_code("rejected_by_model"));
         }
-        Ok(Err(CallerError::Model(m))) => {
+        Ok(Ok(Err(CallerError::Model(m)))) => {
             tracing::error!(error = %m, "model error");
             return Err(ApiError::server("model_error", format!("model error: {m}")));
         }
-        Err(join) => {
-            tracing::error!(error = %join, "model task failed");
+        Ok(Err(_)) | Err(_) => {
+            tracing::error!("model task failed (panicked)");
             return Err(ApiError::server(
                 "model_panic",
                 "internal error: the model failed while answering; this is a bug in retort, please report it",

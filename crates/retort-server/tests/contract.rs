@@ -455,6 +455,36 @@ async fn unknown_routes_and_methods_are_json() {
     s.stop().await;
 }
 
+/// A model that panics gets a 500 naming the bug, and the server goes on
+/// answering with the same threads (more panics than threads first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_model_gets_a_500_and_the_server_goes_on() {
+    let s = TestServer::start(Arc::new(Panicking), ServerConfig::default()).await;
+    let c = client();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for _ in 0..threads + 2 {
+        let (status, v) = post(
+            &c,
+            &s.url("/tool-call"),
+            &json!({"prompt": "panic about the weather", "available_functions": [get_weather()]}),
+        )
+        .await;
+        assert_eq!(status, 500, "{v}");
+        assert_eq!(v["error"]["code"], "model_panic");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("this is a bug in retort"), "{v}");
+    }
+    let (status, v) = post(
+        &c,
+        &s.url("/tool-call"),
+        &json!({"prompt": "What is the weather in San Francisco?", "available_functions": [get_weather()]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["parameters"]["city"], "San Francisco");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_calls_are_limited_to_the_configured_concurrency() {
     let gauge = Arc::new(Gauge {

@@ -198,6 +198,23 @@ impl ToolCaller for Counting {
     }
 }
 
+/// TEST DOUBLE: a model with a bug that panics on prompts containing
+/// "panic"; otherwise WordOverlap.
+#[derive(Debug, Default)]
+pub struct Panicking;
+
+impl ToolCaller for Panicking {
+    fn call(
+        &self,
+        query: &str,
+        tools: &[Tool],
+        options: &CallOptions,
+    ) -> Result<Prediction, CallerError> {
+        assert!(!query.contains("panic"), "test double: a model bug");
+        WordOverlap::default().call(query, tools, options)
+    }
+}
+
 /// TEST DOUBLE: a buggy model that calls the first tool with a number for
 /// every declared parameter.
 #[derive(Debug, Default)]

@@ -44,8 +44,8 @@ pub struct BenchArgs {
     /// `retort serve --tool-cache-mb`.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub tool_cache_mb: usize,
-    /// Most model calls running at once in the HTTP runs, as `retort serve
-    /// --max-concurrent-calls`. Default: the number of CPUs.
+    /// Most model calls admitted at once in the HTTP runs, as `retort serve
+    /// --max-concurrent-calls`. Default: the number of CPUs plus one.
     #[arg(long, value_name = "N")]
     pub max_concurrent_calls: Option<usize>,
     /// Also write the report as JSON to this file.

@@ -37,7 +37,8 @@ pub struct ServeArgs {
     /// attention mask encode each tool once and reuse it; 0 turns it off).
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub tool_cache_mb: usize,
-    /// Most model calls running at once; others wait. Default: the number of CPUs.
+    /// Most model calls admitted at once (running on the model's threads, one per
+    /// CPU, or queued there); others wait. Default: the number of CPUs plus one.
     #[arg(long, value_name = "N")]
     pub max_concurrent_calls: Option<usize>,
     #[command(flatten)]
