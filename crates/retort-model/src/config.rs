@@ -203,6 +203,13 @@ pub struct ModelConfig {
     /// and loses it when it is lower-case ("Los Angeles court"). 0: off.
     #[serde(default)]
     pub capital_run_bias: f64,
+    /// Logit added, at the first piece of a text value that is not an enum
+    /// member, to the start of the word right before a query mention of
+    /// one of its parameter's name words, when that word is not a filler
+    /// ("grunge style" points `style` at "grunge", "comprehensive
+    /// coverage" `coverage_type` at "comprehensive"). 0: off.
+    #[serde(default)]
+    pub name_before_bias: f64,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -308,6 +315,7 @@ impl ModelConfig {
             next_call_item_bias: 0.0,
             mentioned_param_bias: 0.0,
             capital_run_bias: 0.0,
+            name_before_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -361,6 +369,7 @@ impl ModelConfig {
             next_call_item_bias: 0.0,
             mentioned_param_bias: 0.0,
             capital_run_bias: 0.0,
+            name_before_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -419,6 +428,7 @@ impl ModelConfig {
             ("next_call_item_bias", self.next_call_item_bias),
             ("mentioned_param_bias", self.mentioned_param_bias),
             ("capital_run_bias", self.capital_run_bias),
+            ("name_before_bias", self.name_before_bias),
             ("refusal_overlap_bias", self.refusal_overlap_bias),
             ("extra_call_overlap_bias", self.extra_call_overlap_bias),
             ("later_overlap_bias", self.later_overlap_bias),

@@ -566,6 +566,21 @@ pub fn greedy(
                 }
             }
         }
+        // Names after their values: a text value's first piece leans
+        // towards the word right before a mention of its parameter's name.
+        if cfg.name_before_bias != 0.0
+            && !numeric_value(&g)
+            && let State::InValue { tool, param, v, .. } = &g.state
+            && v.cur.is_empty()
+            && !v.is_enum()
+            && let Some(rp) = r.tools.get(*tool).and_then(|t| t.params.get(*param))
+        {
+            for p in before_name_positions(&r, tok, &rp.name) {
+                if let Some(x) = z.get_mut(g.space.src_index(p)) {
+                    *x += cfg.name_before_bias as f32;
+                }
+            }
+        }
         // Rival anchors: a number leans away from the query numbers that
         // another numeric parameter of the call, not given yet, points at.
         if cfg.rival_anchor_bias != 0.0
@@ -1076,6 +1091,56 @@ pub(crate) fn anchored_positions(
 ) -> Vec<usize> {
     let mut out = Vec::new();
     let query_len = r.segs.iter().take_while(|&&s| s == 0).count();
+    for (s, len) in name_mentions(r, tok, name) {
+        let mut j = s + len;
+        let mut skipped = 0;
+        while skipped < 3 && query_piece(r, tok, j).is_some_and(|x| FILLERS.contains(&x)) {
+            j += 1;
+            skipped += 1;
+        }
+        // Query text only: not the [SEP] that closes it.
+        if j + 1 < query_len && query_piece(r, tok, j).is_some() {
+            out.push(j);
+        }
+        // Numbers: also the first number within `window` pieces, past
+        // other words, up to the end of the clause.
+        if numeric {
+            let end = (j + window).min(query_len.saturating_sub(1));
+            for k in j..end {
+                match query_piece(r, tok, k) {
+                    Some("," | ";" | "." | "?" | "!") | None => break,
+                    Some(_) if number_starts(r, tok, k) => {
+                        out.push(k);
+                        break;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if numeric && s > 1 {
+            // Walk back over the number's pieces to its first one.
+            let mut k = s - 1;
+            let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+            if query_piece(r, tok, k).is_some_and(digits) {
+                while k > 1 && starts_mid_word(r, tok, k)
+                    || (k > 1 && query_piece(r, tok, k - 1) == Some(".") && attached(r, k - 1))
+                {
+                    k -= 1;
+                }
+                out.push(k);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Whole-word query mentions of one of `name`'s words: (first piece,
+/// pieces).
+fn name_mentions(r: &crate::render::Rendered, tok: &Tok, name: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let query_len = r.segs.iter().take_while(|&&s| s == 0).count();
     for w in retort_core::split_words(name) {
         let Ok(ids) = tok.ids(&w) else { continue };
         if ids.is_empty() {
@@ -1084,50 +1149,52 @@ pub(crate) fn anchored_positions(
         // Query positions run from 1 ([CLS] is 0) to the first [SEP].
         let last_start = query_len.saturating_sub(ids.len());
         for s in 1..last_start {
-            if r.ids.get(s..s + ids.len()) != Some(ids.as_slice())
-                || starts_mid_word(r, tok, s)
-                || continues_word(r, tok, s + ids.len() - 1)
+            if r.ids.get(s..s + ids.len()) == Some(ids.as_slice())
+                && !starts_mid_word(r, tok, s)
+                && !continues_word(r, tok, s + ids.len() - 1)
             {
-                continue;
+                out.push((s, ids.len()));
             }
-            let mut j = s + ids.len();
-            let mut skipped = 0;
-            while skipped < 3 && query_piece(r, tok, j).is_some_and(|x| FILLERS.contains(&x)) {
-                j += 1;
-                skipped += 1;
-            }
-            // Query text only: not the [SEP] that closes it.
-            if j + 1 < query_len && query_piece(r, tok, j).is_some() {
-                out.push(j);
-            }
-            // Numbers: also the first number within `window` pieces, past
-            // other words, up to the end of the clause.
-            if numeric {
-                let end = (j + window).min(query_len.saturating_sub(1));
-                for k in j..end {
-                    match query_piece(r, tok, k) {
-                        Some("," | ";" | "." | "?" | "!") | None => break,
-                        Some(_) if number_starts(r, tok, k) => {
-                            out.push(k);
-                            break;
-                        }
-                        Some(_) => {}
-                    }
-                }
-            }
-            if numeric && s > 1 {
-                // Walk back over the number's pieces to its first one.
-                let mut k = s - 1;
-                let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
-                if query_piece(r, tok, k).is_some_and(digits) {
-                    while k > 1 && starts_mid_word(r, tok, k)
-                        || (k > 1 && query_piece(r, tok, k - 1) == Some(".") && attached(r, k - 1))
-                    {
-                        k -= 1;
-                    }
-                    out.push(k);
-                }
-            }
+        }
+    }
+    out
+}
+
+/// Words that do not name a value when they come right before a
+/// parameter's name ("the style", "in format", "my location").
+const NOT_BEFORE: &[&str] = &[
+    "in", "for", "with", "and", "or", "my", "your", "our", "their", "his", "her", "its", "this",
+    "that", "these", "those", "any", "some", "each", "every", "which", "what", "by", "on", "from",
+    "per", "no", "all", "new",
+];
+
+/// Query positions where a text value is named right before its
+/// parameter's name: the first piece of the word before each whole-word
+/// mention of one of the name's words ("grunge style"), unless that word is
+/// a filler, a preposition or a determiner, or has no letters.
+pub(crate) fn before_name_positions(
+    r: &crate::render::Rendered,
+    tok: &Tok,
+    name: &str,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (s, _) in name_mentions(r, tok, name) {
+        if s < 2 {
+            continue;
+        }
+        let mut k = s - 1;
+        while k > 1 && starts_mid_word(r, tok, k) {
+            k -= 1;
+        }
+        let word: String = (k..s)
+            .filter_map(|p| query_piece(r, tok, p))
+            .collect::<String>()
+            .to_lowercase();
+        if word.chars().any(char::is_alphabetic)
+            && !FILLERS.contains(&word.as_str())
+            && !NOT_BEFORE.contains(&word.as_str())
+        {
+            out.push(k);
         }
     }
     out.sort_unstable();

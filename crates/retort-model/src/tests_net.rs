@@ -1901,3 +1901,66 @@ fn all_temperatures_only_when_asked() {
         .expect("the tiny model's temperature is a calibration one");
     assert!((full.logp[own].exp() - full.confidence).abs() < 1e-9);
 }
+
+/// A text value named right before its parameter's name: the word before
+/// each mention ("grunge style", "png format"), walked back to its first
+/// piece, and nothing after a filler or a preposition ("the style").
+#[test]
+fn before_name_positions_point_at_the_word_before_a_name() {
+    let q = "A cyberpunk style avatar, png format, in the style of a town";
+    let Some((t, r)) = rendered(q, &avatar_tools()) else {
+        return;
+    };
+    use crate::model::before_name_positions as before;
+    let starts = |name: &str| -> Vec<usize> {
+        before(&r, &t, name)
+            .into_iter()
+            .map(|p| r.spans[p].0)
+            .collect()
+    };
+    assert_eq!(starts("style"), vec![q.find("cyberpunk").expect("word")]);
+    assert_eq!(starts("image_format"), vec![q.find("png").expect("word")]);
+    assert!(starts("town").is_empty(), "after a determiner");
+    assert!(starts("size").is_empty(), "never mentioned");
+}
+
+/// One tool with two text parameters, for `name_before_bias`.
+fn avatar_tools() -> Vec<Tool> {
+    Tool::parse_many(
+        &json!([{"name": "generate_avatar", "description": "Draw an avatar",
+          "parameters": {"type": "object", "properties": {
+            "style": {"type": "string"}},
+          "required": ["style"]}}]),
+        ToolFormat::Auto,
+    )
+    .expect("tools")
+}
+
+/// `name_before_bias` copies the word written right before a parameter's
+/// name; negative, it copies something else.
+#[test]
+fn name_before_bias_copies_the_word_before_a_name() {
+    let Some(mut m) = tiny_model() else { return };
+    let tools = avatar_tools();
+    let opts = CallOptions::default();
+    copying_calls(&mut m, 1);
+    m.update_config(|c| c.name_anchor_bias = 0.0).expect("bias");
+    let style = |m: &Model| -> String {
+        let d = m
+            .predict("draw me a dark style avatar please", &tools, &opts)
+            .expect("predict");
+        retort_core::validate_all(&d.calls, &tools).expect("valid");
+        d.calls
+            .first()
+            .and_then(|c| c.arguments.get("style"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    m.update_config(|c| c.name_before_bias = 40.0)
+        .expect("bias");
+    assert_eq!(style(&m), "dark");
+    m.update_config(|c| c.name_before_bias = -40.0)
+        .expect("bias");
+    assert_ne!(style(&m), "dark");
+}

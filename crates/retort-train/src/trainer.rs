@@ -999,6 +999,7 @@ pub struct DecodingOverrides {
     pub next_call_item_bias: Option<f64>,
     pub mentioned_param_bias: Option<f64>,
     pub capital_run_bias: Option<f64>,
+    pub name_before_bias: Option<f64>,
     /// Longest tool description rendered (word pieces).
     pub tool_desc_tokens: Option<usize>,
     /// Longest parameter description rendered (word pieces; 0 leaves them
@@ -1042,6 +1043,7 @@ impl DecodingOverrides {
             next_call_item_bias,
             mentioned_param_bias,
             capital_run_bias,
+            name_before_bias,
             tool_desc_tokens,
             param_desc_tokens,
             max_input_tokens,
@@ -1075,6 +1077,7 @@ impl DecodingOverrides {
         cfg.next_call_item_bias = next_call_item_bias.unwrap_or(cfg.next_call_item_bias);
         cfg.mentioned_param_bias = mentioned_param_bias.unwrap_or(cfg.mentioned_param_bias);
         cfg.capital_run_bias = capital_run_bias.unwrap_or(cfg.capital_run_bias);
+        cfg.name_before_bias = name_before_bias.unwrap_or(cfg.name_before_bias);
         cfg.tool_desc_tokens = tool_desc_tokens.unwrap_or(cfg.tool_desc_tokens);
         cfg.param_desc_tokens = param_desc_tokens.unwrap_or(cfg.param_desc_tokens);
         cfg.max_input_tokens = max_input_tokens.unwrap_or(cfg.max_input_tokens);

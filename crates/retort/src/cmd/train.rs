@@ -259,6 +259,12 @@ pub struct TrainArgs {
     /// in the exported config.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     capital_run_bias: Option<f64>,
+    /// With --export/--eval-only: a text value's first piece gains this
+    /// logit at the start of the word right before a query mention of its
+    /// parameter's name ("grunge style" for `style`); 0 is off. Stored in
+    /// the exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    name_before_bias: Option<f64>,
     /// With --export/--eval-only: render at most this many word pieces of
     /// each tool's description (fewer when the tools do not fit the
     /// input). Stored in the exported config; tune it on validation data.
@@ -339,6 +345,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 next_call_item_bias: a.next_call_item_bias,
                 mentioned_param_bias: a.mentioned_param_bias,
                 capital_run_bias: a.capital_run_bias,
+                name_before_bias: a.name_before_bias,
                 tool_desc_tokens: a.tool_desc_tokens,
                 param_desc_tokens: a.param_desc_tokens,
                 max_input_tokens: a.max_input_tokens,
