@@ -1,7 +1,6 @@
 //! [`Model`]: load a model directory (or the embedded default model) and
 //! answer requests with schema-constrained greedy decoding.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
@@ -867,7 +866,10 @@ pub fn greedy(
             .iter()
             .map(|(i, _)| z[*i])
             .fold(f32::NEG_INFINITY, f32::max);
-        let mut mass: HashMap<Group, f64> = HashMap::new();
+        // Summed every step over up to a few thousand choices: an Fx map
+        // (the order of its entries does not matter: `tie` breaks ties).
+        let mut mass: rustc_hash::FxHashMap<Group, f64> =
+            rustc_hash::FxHashMap::with_capacity_and_hasher(allowed.len(), Default::default());
         for (i, c) in &allowed {
             *mass.entry(group_of(*c)).or_default() += ((z[*i] - zmax) as f64).exp();
         }
