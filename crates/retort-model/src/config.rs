@@ -210,6 +210,14 @@ pub struct ModelConfig {
     /// coverage" `coverage_type` at "comprehensive"). 0: off.
     #[serde(default)]
     pub name_before_bias: f64,
+    /// Dates from the request: after decoding, a string argument that
+    /// reads as a numeric date ("2023-04-15") takes its month and day, and
+    /// its year when the request gives one, from a date the request writes
+    /// ("April 25th", "25/04/2023"), and is written in the layout its
+    /// parameter's description names ("MM-DD-YYYY"), else as the model
+    /// wrote it (see [`crate::dates`]). Off in older configurations.
+    #[serde(default)]
+    pub request_dates: bool,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -316,6 +324,7 @@ impl ModelConfig {
             mentioned_param_bias: 0.0,
             capital_run_bias: 0.0,
             name_before_bias: 0.0,
+            request_dates: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -370,6 +379,7 @@ impl ModelConfig {
             mentioned_param_bias: 0.0,
             capital_run_bias: 0.0,
             name_before_bias: 0.0,
+            request_dates: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,

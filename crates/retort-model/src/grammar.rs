@@ -672,7 +672,12 @@ pub fn detokenize(tok: &Tok, r: &Rendered, el: &[(u32, Option<usize>)]) -> Strin
                 )
             }
         };
-        if !s.is_empty() && !no_space_before(&first) && !no_space_after(&prev) {
+        // A `:` or `.` between digits joins them: "14:30", "3.5".
+        let joins_digits = matches!(prev.as_str(), ":" | ".")
+            && s.strip_suffix(prev.as_str())
+                .is_some_and(|h| h.ends_with(|c: char| c.is_ascii_digit()))
+            && text.starts_with(|c: char| c.is_ascii_digit());
+        if !s.is_empty() && !no_space_before(&first) && !no_space_after(&prev) && !joins_digits {
             s.push(' ');
         }
         s.push_str(&text);

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod dates;
 pub mod error;
 pub mod fastdec;
 pub mod fastenc;

@@ -975,7 +975,10 @@ pub fn greedy(
         cfg.novel_repeat_calls,
     );
     let _ = matches!(g.state, State::Done);
-    let calls = repair_calls(calls, tools);
+    let mut calls = repair_calls(calls, tools);
+    if cfg.request_dates {
+        crate::dates::dates_from_request(&mut calls, query, tools);
+    }
     retort_core::validate_all(&calls, tools)
         .map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
     Ok(Decoded {

@@ -538,3 +538,26 @@ fn long_queries_are_cut_to_leave_room_for_a_tool() {
     let r = render(&tok, "weather please", &ts, LIM, &[]).expect("render");
     assert_eq!(r.segs.iter().filter(|&&s| s == 0).count(), 2 + 2);
 }
+
+/// Generated pieces (not copied) are joined with spaces between words, but
+/// a `:` or `.` between digits joins them ("14:30:00", "3.5"), while a
+/// `:` after a word and a `,` keep theirs.
+#[test]
+fn generated_times_and_decimals_have_no_spaces_inside() {
+    let Some(tok) = tok() else { return };
+    let r = render(&tok, "hello", &tools(), LIM, &[]).expect("render");
+    let gen_ = |s: &str| -> Vec<(u32, Option<usize>)> {
+        tok.ids(s)
+            .expect("ids")
+            .into_iter()
+            .map(|t| (t, None))
+            .collect()
+    };
+    let text = |s: &str| crate::grammar::detokenize(&tok, &r, &gen_(s));
+    assert_eq!(text("2023-03-17 14:30:00"), "2023-03-17 14:30:00");
+    assert_eq!(text("3.5 kg"), "3.5 kg");
+    assert_eq!(text("note: buy milk"), "note: buy milk");
+    assert_eq!(text("paris, france"), "paris, france");
+    assert_eq!(text("at 9: 30"), "at 9:30");
+    assert_eq!(text("end. 5 more"), "end. 5 more");
+}

@@ -24,6 +24,25 @@ fn weather_tools() -> Value {
         }, "required": ["city"]}}}])
 }
 
+/// `retort call PROMPT --tools FILE` with the embedded model: its JSON
+/// answer, after checking it exits 0.
+fn call(prompt: &str, tools: &Value) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tools.json");
+    std::fs::write(&path, tools.to_string()).expect("write");
+    let out = bin()
+        .args(["call", prompt, "--tools"])
+        .arg(&path)
+        .output()
+        .expect("retort runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
 /// Does this build carry a default model? (`retort info` without --model.)
 fn has_embedded_model() -> bool {
     let out = bin().arg("info").output().expect("retort runs");
@@ -41,20 +60,7 @@ fn call_answers_the_seed_example_with_the_embedded_model() {
     if !has_embedded_model() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tools = dir.path().join("tools.json");
-    std::fs::write(&tools, weather_tools().to_string()).expect("write");
-    let out = bin()
-        .args(["call", "What is the weather in San Francisco?", "--tools"])
-        .arg(&tools)
-        .output()
-        .expect("retort runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let v = call("What is the weather in San Francisco?", &weather_tools());
     assert_eq!(v["calls"][0]["name"], "get_weather", "{v}");
     assert_eq!(v["calls"][0]["arguments"]["city"], "San Francisco", "{v}");
     let c = v["confidence"].as_f64().expect("confidence");
@@ -194,5 +200,28 @@ fn info_describes_the_embedded_model() {
         );
     } else {
         assert!(products.contains("need AVX-512 VNNI"), "{products}");
+    }
+}
+
+/// `request_dates` in the shipped model: the date the request writes ("the
+/// 14th of February 2027") lands in the layout the description names.
+#[test]
+fn a_requested_date_comes_back_in_the_described_layout() {
+    if !has_embedded_model() {
+        return;
+    }
+    for (layout, want) in [("YYYY-MM-DD", "2027-02-14"), ("DD/MM/YYYY", "14/02/2027")] {
+        let t = json!([{"type": "function", "function": {
+            "name": "book_table",
+            "description": "Book a restaurant table",
+            "parameters": {"type": "object", "properties": {
+                "restaurant": {"type": "string", "description": "Name of the restaurant"},
+                "date": {"type": "string",
+                         "description": format!("Date of the booking, in the format {layout}")},
+                "guests": {"type": "integer", "description": "Number of guests"}
+            }, "required": ["restaurant", "date"]}}}]);
+        let v = call("Book a table at Nopa for the 14th of February 2027", &t);
+        assert_eq!(v["calls"][0]["name"], "book_table", "{v}");
+        assert_eq!(v["calls"][0]["arguments"]["date"], want, "{v}");
     }
 }

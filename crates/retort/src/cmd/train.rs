@@ -183,6 +183,13 @@ pub struct TrainArgs {
     /// groups: "$12,000" gives 12000); stored in the exported config.
     #[arg(long, value_name = "BOOL")]
     thousands_separators: Option<bool>,
+    /// With --export/--eval-only: dates from the request on or off (a
+    /// string argument that reads as a numeric date takes its day and
+    /// month, and year if given, from a date the request writes, in the
+    /// layout its description names, e.g. "MM-DD-YYYY"); stored in the
+    /// exported config.
+    #[arg(long, value_name = "BOOL")]
+    request_dates: Option<bool>,
     /// With --export/--eval-only: decode each call's parameters in the
     /// order its schema lists them (any may be left out) on or off; stored
     /// in the exported config.
@@ -332,6 +339,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 novel_repeat_calls: a.novel_repeat_calls,
                 non_empty_arrays: a.non_empty_arrays,
                 thousands_separators: a.thousands_separators,
+                request_dates: a.request_dates,
                 schema_order_params: a.schema_order_params,
                 required_first_params: a.required_first_params,
                 name_anchor_bias: a.name_anchor_bias,
