@@ -218,6 +218,13 @@ pub struct ModelConfig {
     /// wrote it (see [`crate::dates`]). Off in older configurations.
     #[serde(default)]
     pub request_dates: bool,
+    /// Percentages as fractions: after decoding, a `number` argument equal
+    /// to a number the request writes as a percentage ("5%", "5 percent")
+    /// becomes its hundredth (0.05) when its parameter's description asks
+    /// for a decimal or a fraction (see [`crate::percent`]). Off in older
+    /// configurations.
+    #[serde(default)]
+    pub percent_fractions: bool,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -325,6 +332,7 @@ impl ModelConfig {
             capital_run_bias: 0.0,
             name_before_bias: 0.0,
             request_dates: false,
+            percent_fractions: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -380,6 +388,7 @@ impl ModelConfig {
             capital_run_bias: 0.0,
             name_before_bias: 0.0,
             request_dates: false,
+            percent_fractions: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,

@@ -19,6 +19,7 @@ pub mod fastenc;
 pub mod grammar;
 pub mod model;
 pub mod net;
+pub mod percent;
 pub mod qgemm;
 pub mod rank;
 pub mod render;

@@ -979,6 +979,9 @@ pub fn greedy(
     if cfg.request_dates {
         crate::dates::dates_from_request(&mut calls, query, tools);
     }
+    if cfg.percent_fractions {
+        crate::percent::percents_as_fractions(&mut calls, query, tools);
+    }
     retort_core::validate_all(&calls, tools)
         .map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
     Ok(Decoded {

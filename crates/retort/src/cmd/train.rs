@@ -190,6 +190,12 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "BOOL")]
     request_dates: Option<bool>,
+    /// With --export/--eval-only: percentages as fractions on or off (a
+    /// number argument the request writes as "5%" becomes 0.05 when its
+    /// parameter's description asks for a decimal or a fraction); stored
+    /// in the exported config.
+    #[arg(long, value_name = "BOOL")]
+    percent_fractions: Option<bool>,
     /// With --export/--eval-only: decode each call's parameters in the
     /// order its schema lists them (any may be left out) on or off; stored
     /// in the exported config.
@@ -340,6 +346,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 non_empty_arrays: a.non_empty_arrays,
                 thousands_separators: a.thousands_separators,
                 request_dates: a.request_dates,
+                percent_fractions: a.percent_fractions,
                 schema_order_params: a.schema_order_params,
                 required_first_params: a.required_first_params,
                 name_anchor_bias: a.name_anchor_bias,
