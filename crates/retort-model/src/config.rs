@@ -225,6 +225,13 @@ pub struct ModelConfig {
     /// configurations.
     #[serde(default)]
     pub percent_fractions: bool,
+    /// Places in the layout a description asks for: after decoding, a
+    /// string argument without a comma whose description asks for "City,
+    /// State" or "City, Country" is completed with the state or country
+    /// the request writes right after it, else from a small gazetteer
+    /// (see [`crate::places`]). Off in older configurations.
+    #[serde(default)]
+    pub place_format: bool,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -333,6 +340,7 @@ impl ModelConfig {
             name_before_bias: 0.0,
             request_dates: false,
             percent_fractions: false,
+            place_format: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -389,6 +397,7 @@ impl ModelConfig {
             name_before_bias: 0.0,
             request_dates: false,
             percent_fractions: false,
+            place_format: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,

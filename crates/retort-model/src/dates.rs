@@ -354,45 +354,28 @@ fn pick(value: &DateValue, mentions: &[Mention], used: &[usize]) -> Option<usize
 /// before end. A call that would no longer validate is left as it was.
 pub fn dates_from_request(calls: &mut [Call], query: &str, tools: &[Tool]) {
     let mut found: Option<Vec<Mention>> = None;
+    // A date an argument took stays taken, its call rewritten or not.
     let mut used: Vec<usize> = Vec::new();
-    for call in calls.iter_mut() {
-        let Some(tool) = tools.iter().find(|t| t.name == call.name) else {
-            continue;
+    crate::rewrite::rewrite_arguments(calls, tools, |schema, v| {
+        let Value::String(v) = v else { return None };
+        if !text_schema(schema) {
+            return None;
+        }
+        let described = schema.description.as_deref().and_then(described_layout);
+        let day_first = described.is_some_and(|l| l.order == Order::Dmy);
+        let dv = parse_value(v, day_first)?;
+        let ms = found.get_or_insert_with(|| mentions(query, day_first));
+        let (year, month, day) = match pick(&dv, ms, &used) {
+            Some(i) => {
+                used.push(i);
+                let m = ms[i];
+                (m.year.unwrap_or(dv.year), m.month, m.day)
+            }
+            None => (dv.year, dv.month, dv.day),
         };
-        let mut new = call.clone();
-        let mut changed = false;
-        for (name, schema) in &tool.parameters.properties {
-            if !text_schema(schema) {
-                continue;
-            }
-            let Some(Value::String(v)) = new.arguments.get(name) else {
-                continue;
-            };
-            let described = schema.description.as_deref().and_then(described_layout);
-            let day_first = described.is_some_and(|l| l.order == Order::Dmy);
-            let Some(dv) = parse_value(v, day_first) else {
-                continue;
-            };
-            let ms = found.get_or_insert_with(|| mentions(query, day_first));
-            let (year, month, day) = match pick(&dv, ms, &used) {
-                Some(i) => {
-                    used.push(i);
-                    let m = ms[i];
-                    (m.year.unwrap_or(dv.year), m.month, m.day)
-                }
-                None => (dv.year, dv.month, dv.day),
-            };
-            let out = format(described.unwrap_or(dv.layout), year, month, day, &dv.rest);
-            if &out != v {
-                new.arguments.insert(name.clone(), Value::String(out));
-                changed = true;
-            }
-        }
-        // A date the call took stays taken, rewritten or not.
-        if changed && retort_core::validate(&new, std::slice::from_ref(tool)).is_ok() {
-            *call = new;
-        }
-    }
+        let layout = described.unwrap_or(dv.layout);
+        Some(Value::String(format(layout, year, month, day, &dv.rest)))
+    });
 }
 
 /// A plain string parameter (not an enum: its members are the only

@@ -20,9 +20,11 @@ pub mod grammar;
 pub mod model;
 pub mod net;
 pub mod percent;
+pub mod places;
 pub mod qgemm;
 pub mod rank;
 pub mod render;
+mod rewrite;
 pub mod targets;
 pub mod weights;
 

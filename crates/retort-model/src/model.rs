@@ -982,6 +982,9 @@ pub fn greedy(
     if cfg.percent_fractions {
         crate::percent::percents_as_fractions(&mut calls, query, tools);
     }
+    if cfg.place_format {
+        crate::places::places_in_layout(&mut calls, query, tools);
+    }
     retort_core::validate_all(&calls, tools)
         .map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
     Ok(Decoded {

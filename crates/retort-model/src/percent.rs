@@ -63,38 +63,20 @@ pub fn percents_as_fractions(calls: &mut [Call], query: &str, tools: &[Tool]) {
     if written.is_empty() {
         return;
     }
-    for call in calls.iter_mut() {
-        let Some(tool) = tools.iter().find(|t| t.name == call.name) else {
-            continue;
-        };
-        let mut new = call.clone();
-        let mut changed = false;
-        for (name, schema) in &tool.parameters.properties {
-            if schema.ty != SchemaType::Number
-                || schema.enum_values.is_some()
-                || !schema.description.as_deref().is_some_and(wants_fraction)
-            {
-                continue;
-            }
-            let Some(v) = new.arguments.get(name).and_then(Value::as_f64) else {
-                continue;
-            };
-            let Some(f) = written
-                .iter()
-                .find(|w| w.parse::<f64>().is_ok_and(|x| x == v && x != 0.0))
-                .and_then(|w| shifted(w))
-            else {
-                continue;
-            };
-            if let Some(n) = serde_json::Number::from_f64(f) {
-                new.arguments.insert(name.clone(), Value::Number(n));
-                changed = true;
-            }
+    crate::rewrite::rewrite_arguments(calls, tools, |schema, v| {
+        if schema.ty != SchemaType::Number
+            || schema.enum_values.is_some()
+            || !schema.description.as_deref().is_some_and(wants_fraction)
+        {
+            return None;
         }
-        if changed && retort_core::validate(&new, std::slice::from_ref(tool)).is_ok() {
-            *call = new;
-        }
-    }
+        let v = v.as_f64()?;
+        let f = written
+            .iter()
+            .find(|w| w.parse::<f64>().is_ok_and(|x| x == v && x != 0.0))
+            .and_then(|w| shifted(w))?;
+        serde_json::Number::from_f64(f).map(Value::Number)
+    });
 }
 
 #[cfg(test)]

@@ -196,6 +196,13 @@ pub struct TrainArgs {
     /// in the exported config.
     #[arg(long, value_name = "BOOL")]
     percent_fractions: Option<bool>,
+    /// With --export/--eval-only: places in the layout a description asks
+    /// for on or off (a string argument whose description asks for "City,
+    /// State" or "City, Country" is completed from the request, else from
+    /// a small gazetteer: "Berkeley" -> "Berkeley, CA"); stored in the
+    /// exported config.
+    #[arg(long, value_name = "BOOL")]
+    place_format: Option<bool>,
     /// With --export/--eval-only: decode each call's parameters in the
     /// order its schema lists them (any may be left out) on or off; stored
     /// in the exported config.
@@ -347,6 +354,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 thousands_separators: a.thousands_separators,
                 request_dates: a.request_dates,
                 percent_fractions: a.percent_fractions,
+                place_format: a.place_format,
                 schema_order_params: a.schema_order_params,
                 required_first_params: a.required_first_params,
                 name_anchor_bias: a.name_anchor_bias,
