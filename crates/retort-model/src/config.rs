@@ -232,6 +232,13 @@ pub struct ModelConfig {
     /// (see [`crate::places`]). Off in older configurations.
     #[serde(default)]
     pub place_format: bool,
+    /// Bracketed lists end at their bracket: in an array, an element
+    /// copied up to the query piece before a `]` or `)` that closes a
+    /// bracket opened before the element is the last one ("[18, 16, 22]
+    /// and 3" gives three elements, "A(3,4) and B(1,2)" two). Off in older
+    /// configurations.
+    #[serde(default)]
+    pub bracket_lists: bool,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -341,6 +348,7 @@ impl ModelConfig {
             request_dates: false,
             percent_fractions: false,
             place_format: false,
+            bracket_lists: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -398,6 +406,7 @@ impl ModelConfig {
             request_dates: false,
             percent_fractions: false,
             place_format: false,
+            bracket_lists: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,

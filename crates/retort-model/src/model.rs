@@ -852,6 +852,20 @@ pub fn greedy(
         } else {
             allowed
         };
+        // Bracketed lists end at their bracket: an array element copied up
+        // to the piece before a `]` or `)` that closes a bracket opened
+        // before the element is the array's last ("[18, 16, 22] and 3").
+        let allowed = match (&g.state, last_copy, cur_value.first()) {
+            (State::InValue { v, .. }, Some(p), Some(&s))
+                if cfg.bracket_lists && v.array && closes_bracket(&r, tok, s, p) =>
+            {
+                narrow(allowed, |c| {
+                    c != Choice::Action(action::NEXT_ELEM)
+                        && !matches!(c, Choice::Token(_, Some(q)) if q == p + 1)
+                })
+            }
+            _ => allowed,
+        };
         if allowed.is_empty() {
             break;
         }
@@ -1072,6 +1086,54 @@ fn query_piece<'a>(r: &crate::render::Rendered, tok: &'a Tok, p: usize) -> Optio
     }
     let t = tok.text(*r.ids.get(p)?);
     Some(t.strip_prefix("##").unwrap_or(t))
+}
+
+/// Query piece `p + 1` is a `]` or `)` that closes a bracket of its kind
+/// opened before piece `start` (and not closed between them), and the
+/// bracket holds a list: a `,` or `;` of its own between the opening and
+/// `p` ("[18, 16, 22]", not "(weight 0.3)").
+pub(crate) fn closes_bracket(
+    r: &crate::render::Rendered,
+    tok: &Tok,
+    start: usize,
+    p: usize,
+) -> bool {
+    let open = match query_piece(r, tok, p + 1) {
+        Some("]") => "[",
+        Some(")") => "(",
+        _ => return false,
+    };
+    let close = if open == "[" { "]" } else { ")" };
+    let mut depth = 0i32;
+    let mut opening = None;
+    for k in (1..start).rev() {
+        match query_piece(r, tok, k) {
+            Some(x) if x == close => depth += 1,
+            Some(x) if x == open => {
+                if depth == 0 {
+                    opening = Some(k);
+                    break;
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+    }
+    let Some(k) = opening else { return false };
+    // A separator inside the bracket, outside any bracket nested in it.
+    let mut nested = 0i32;
+    (k + 1..=p).any(|j| match query_piece(r, tok, j) {
+        Some("[" | "(" | "{") => {
+            nested += 1;
+            false
+        }
+        Some("]" | ")" | "}") => {
+            nested -= 1;
+            false
+        }
+        Some("," | ";") => nested == 0,
+        _ => false,
+    })
 }
 
 /// The value being decoded is an integer or a number.

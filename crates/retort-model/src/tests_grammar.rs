@@ -561,3 +561,27 @@ fn generated_times_and_decimals_have_no_spaces_inside() {
     assert_eq!(text("at 9: 30"), "at 9:30");
     assert_eq!(text("end. 5 more"), "end. 5 more");
 }
+
+/// `bracket_lists`: which copied elements end a bracketed list.
+#[test]
+fn bracketed_lists_end_at_the_bracket_that_holds_them() {
+    let Some(tok) = tok() else { return };
+    let q = "Control [10, 15] and B(1,2) at (weight 0.3) or [4]";
+    let r = render(&tok, q, &tools(), LIM, &[]).expect("render");
+    let at = |w: &str, nth: usize| {
+        (1..r.len())
+            .filter(|&i| crate::grammar::detokenize(&tok, &r, &[(r.ids[i], Some(i))]) == w)
+            .nth(nth)
+            .expect("piece")
+    };
+    let ends = |start: usize, p: usize| crate::model::closes_bracket(&r, &tok, start, p);
+    // "10" is followed by ",", "15" by the "]" of a list.
+    assert!(!ends(at("10", 0), at("10", 0)));
+    assert!(ends(at("15", 0), at("15", 0)));
+    // "2" closes "(1,2)"; "0.3" closes a bracket that holds no list; "4"
+    // closes a one-item bracket.
+    assert!(ends(at("2", 0), at("2", 0)));
+    let three = at("3", 0);
+    assert!(!ends(three - 2, three));
+    assert!(!ends(at("4", 0), at("4", 0)));
+}

@@ -989,6 +989,7 @@ pub struct DecodingOverrides {
     pub request_dates: Option<bool>,
     pub percent_fractions: Option<bool>,
     pub place_format: Option<bool>,
+    pub bracket_lists: Option<bool>,
     pub schema_order_params: Option<bool>,
     pub required_first_params: Option<bool>,
     pub name_anchor_bias: Option<f64>,
@@ -1036,6 +1037,7 @@ impl DecodingOverrides {
             request_dates,
             percent_fractions,
             place_format,
+            bracket_lists,
             schema_order_params,
             required_first_params,
             name_anchor_bias,
@@ -1072,6 +1074,7 @@ impl DecodingOverrides {
         cfg.request_dates = request_dates.unwrap_or(cfg.request_dates);
         cfg.percent_fractions = percent_fractions.unwrap_or(cfg.percent_fractions);
         cfg.place_format = place_format.unwrap_or(cfg.place_format);
+        cfg.bracket_lists = bracket_lists.unwrap_or(cfg.bracket_lists);
         cfg.schema_order_params = schema_order_params.unwrap_or(cfg.schema_order_params);
         cfg.required_first_params = required_first_params.unwrap_or(cfg.required_first_params);
         cfg.name_anchor_bias = name_anchor_bias.unwrap_or(cfg.name_anchor_bias);

@@ -203,6 +203,12 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "BOOL")]
     place_format: Option<bool>,
+    /// With --export/--eval-only: bracketed lists end at their bracket on
+    /// or off (an array element copied up to a `]` or `)` that closes a
+    /// bracket opened before it is the array's last); stored in the
+    /// exported config.
+    #[arg(long, value_name = "BOOL")]
+    bracket_lists: Option<bool>,
     /// With --export/--eval-only: decode each call's parameters in the
     /// order its schema lists them (any may be left out) on or off; stored
     /// in the exported config.
@@ -355,6 +361,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 request_dates: a.request_dates,
                 percent_fractions: a.percent_fractions,
                 place_format: a.place_format,
+                bracket_lists: a.bracket_lists,
                 schema_order_params: a.schema_order_params,
                 required_first_params: a.required_first_params,
                 name_anchor_bias: a.name_anchor_bias,
