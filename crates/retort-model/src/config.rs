@@ -239,6 +239,12 @@ pub struct ModelConfig {
     /// configurations.
     #[serde(default)]
     pub bracket_lists: bool,
+    /// Logit subtracted, in a text value, from copying on into a query
+    /// word written in lower case that is a word of the parameter's name
+    /// ("New York court" for `court_location` stops before "court",
+    /// "renewable energy" for `energy_type` before "energy"). 0: off.
+    #[serde(default)]
+    pub kind_word_bias: f64,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -349,6 +355,7 @@ impl ModelConfig {
             percent_fractions: false,
             place_format: false,
             bracket_lists: false,
+            kind_word_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -407,6 +414,7 @@ impl ModelConfig {
             percent_fractions: false,
             place_format: false,
             bracket_lists: false,
+            kind_word_bias: 0.0,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -466,6 +474,7 @@ impl ModelConfig {
             ("mentioned_param_bias", self.mentioned_param_bias),
             ("capital_run_bias", self.capital_run_bias),
             ("name_before_bias", self.name_before_bias),
+            ("kind_word_bias", self.kind_word_bias),
             ("refusal_overlap_bias", self.refusal_overlap_bias),
             ("extra_call_overlap_bias", self.extra_call_overlap_bias),
             ("later_overlap_bias", self.later_overlap_bias),

@@ -654,6 +654,19 @@ pub fn greedy(
                 _ => {}
             }
         }
+        // A text value stops before a lower-case word of its parameter's
+        // name: "New York court" for `court_location` reads "New York".
+        if cfg.kind_word_bias != 0.0
+            && let State::InValue { tool, param, v, .. } = &g.state
+            && matches!(v.kind, crate::grammar::VKind::Text)
+            && let Some(p) = last_copy
+            && !continues_word(&r, tok, p)
+            && let Some(rp) = r.tools.get(*tool).and_then(|t| t.params.get(*param))
+            && kind_word_at(&r, p + 1, &rp.name)
+            && let Some(x) = z.get_mut(g.space.src_index(p + 1))
+        {
+            *x -= cfg.kind_word_bias as f32;
+        }
         // Optional parameters the request names are given.
         if cfg.mentioned_param_bias != 0.0
             && let State::InCall { tool, used } = &g.state
@@ -1134,6 +1147,21 @@ pub(crate) fn closes_bracket(
         Some("," | ";") => nested == 0,
         _ => false,
     })
+}
+
+/// The query word that starts at piece `p` is written in lower case and
+/// is a word (three letters or more) of the parameter name `name`.
+pub(crate) fn kind_word_at(r: &crate::render::Rendered, p: usize, name: &str) -> bool {
+    if r.segs.get(p) != Some(&0) {
+        return false;
+    }
+    let Some(rest) = r.spans.get(p).and_then(|sp| r.text.get(sp.0..)) else {
+        return false;
+    };
+    let word: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+    word.len() >= 3
+        && word.chars().all(|c| c.is_ascii_lowercase())
+        && retort_core::split_words(name).iter().any(|w| *w == word)
 }
 
 /// The value being decoded is an integer or a number.

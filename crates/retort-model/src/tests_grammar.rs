@@ -585,3 +585,22 @@ fn bracketed_lists_end_at_the_bracket_that_holds_them() {
     assert!(!ends(three - 2, three));
     assert!(!ends(at("4", 0), at("4", 0)));
 }
+
+/// `kind_word_bias`: the query words that name a parameter's kind.
+#[test]
+fn kind_words_are_lower_case_words_of_the_name() {
+    let Some(tok) = tok() else { return };
+    let q = "cases at the New York court and the Supreme Court, courtyard";
+    let r = render(&tok, q, &tools(), LIM, &[]).expect("render");
+    let starts: Vec<usize> = (1..r.len())
+        .filter(|&i| r.segs[i] == 0 && tok.text(r.ids[i]).starts_with("court"))
+        .collect();
+    assert_eq!(starts.len(), 3, "{starts:?}");
+    let kind = |p: usize, name: &str| crate::model::kind_word_at(&r, p, name);
+    assert!(kind(starts[0], "court_location"));
+    assert!(kind(starts[0], "courtName"));
+    assert!(!kind(starts[0], "location"));
+    // "Court" is part of a name; "courtyard" is another word.
+    assert!(!kind(starts[1], "court_location"));
+    assert!(!kind(starts[2], "court_location"));
+}

@@ -990,6 +990,7 @@ pub struct DecodingOverrides {
     pub percent_fractions: Option<bool>,
     pub place_format: Option<bool>,
     pub bracket_lists: Option<bool>,
+    pub kind_word_bias: Option<f64>,
     pub schema_order_params: Option<bool>,
     pub required_first_params: Option<bool>,
     pub name_anchor_bias: Option<f64>,
@@ -1038,6 +1039,7 @@ impl DecodingOverrides {
             percent_fractions,
             place_format,
             bracket_lists,
+            kind_word_bias,
             schema_order_params,
             required_first_params,
             name_anchor_bias,
@@ -1075,6 +1077,7 @@ impl DecodingOverrides {
         cfg.percent_fractions = percent_fractions.unwrap_or(cfg.percent_fractions);
         cfg.place_format = place_format.unwrap_or(cfg.place_format);
         cfg.bracket_lists = bracket_lists.unwrap_or(cfg.bracket_lists);
+        cfg.kind_word_bias = kind_word_bias.unwrap_or(cfg.kind_word_bias);
         cfg.schema_order_params = schema_order_params.unwrap_or(cfg.schema_order_params);
         cfg.required_first_params = required_first_params.unwrap_or(cfg.required_first_params);
         cfg.name_anchor_bias = name_anchor_bias.unwrap_or(cfg.name_anchor_bias);

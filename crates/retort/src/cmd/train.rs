@@ -209,6 +209,12 @@ pub struct TrainArgs {
     /// exported config.
     #[arg(long, value_name = "BOOL")]
     bracket_lists: Option<bool>,
+    /// With --export/--eval-only: logit subtracted, in a text value, from
+    /// copying on into a lower-case query word that is a word of the
+    /// parameter's name ("New York court" for `court_location`); 0 is off.
+    /// Stored in the exported config.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    kind_word_bias: Option<f64>,
     /// With --export/--eval-only: decode each call's parameters in the
     /// order its schema lists them (any may be left out) on or off; stored
     /// in the exported config.
@@ -362,6 +368,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 percent_fractions: a.percent_fractions,
                 place_format: a.place_format,
                 bracket_lists: a.bracket_lists,
+                kind_word_bias: a.kind_word_bias,
                 schema_order_params: a.schema_order_params,
                 required_first_params: a.required_first_params,
                 name_anchor_bias: a.name_anchor_bias,
