@@ -1161,7 +1161,7 @@ pub(crate) fn kind_word_at(r: &crate::render::Rendered, p: usize, name: &str) ->
     let word: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
     word.len() >= 3
         && word.chars().all(|c| c.is_ascii_lowercase())
-        && retort_core::split_words(name).iter().any(|w| *w == word)
+        && retort_core::split_words(name).contains(&word)
 }
 
 /// The value being decoded is an integer or a number.
