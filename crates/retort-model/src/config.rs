@@ -245,6 +245,12 @@ pub struct ModelConfig {
     /// "renewable energy" for `energy_type` before "energy"). 0: off.
     #[serde(default)]
     pub kind_word_bias: f64,
+    /// A text value (or text array element) does not start by copying a
+    /// lower-case "the", "a" or "an" from the query ("the neutron" reads
+    /// "neutron"; "The Hague" keeps its capital). Off in older
+    /// configurations.
+    #[serde(default)]
+    pub no_leading_articles: bool,
     /// The longest input (tokens) while two or more tools are rendered:
     /// beyond it, tool descriptions are shortened and the least relevant
     /// tools left out, as they are beyond `max_positions`; a lone tool may
@@ -356,6 +362,7 @@ impl ModelConfig {
             place_format: false,
             bracket_lists: false,
             kind_word_bias: 0.0,
+            no_leading_articles: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,
@@ -415,6 +422,7 @@ impl ModelConfig {
             place_format: false,
             bracket_lists: false,
             kind_word_bias: 0.0,
+            no_leading_articles: false,
             max_input_tokens: 0,
             rank_layers: 0,
             rank_weight: 0.0,

@@ -865,6 +865,21 @@ pub fn greedy(
         } else {
             allowed
         };
+        // No leading article: a text value (or array element) does not
+        // start with a lower-case "the", "a" or "an" ("the neutron").
+        let allowed = match &g.state {
+            State::InValue { v, .. }
+                if cfg.no_leading_articles
+                    && v.cur.is_empty()
+                    && matches!(v.kind, crate::grammar::VKind::Text) =>
+            {
+                narrow(
+                    allowed,
+                    |c| !matches!(c, Choice::Token(_, Some(q)) if lower_article_at(&r, q)),
+                )
+            }
+            _ => allowed,
+        };
         // Bracketed lists end at their bracket: an array element copied up
         // to the piece before a `]` or `)` that closes a bracket opened
         // before the element is the array's last ("[18, 16, 22] and 3").
@@ -1155,13 +1170,37 @@ pub(crate) fn kind_word_at(r: &crate::render::Rendered, p: usize, name: &str) ->
     if r.segs.get(p) != Some(&0) {
         return false;
     }
-    let Some(rest) = r.spans.get(p).and_then(|sp| r.text.get(sp.0..)) else {
+    // Special pieces ([SEP]) have an empty span.
+    let Some(rest) = r
+        .spans
+        .get(p)
+        .filter(|sp| sp.1 > sp.0)
+        .and_then(|sp| r.text.get(sp.0..))
+    else {
         return false;
     };
     let word: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
     word.len() >= 3
         && word.chars().all(|c| c.is_ascii_lowercase())
         && retort_core::split_words(name).contains(&word)
+}
+
+/// The query word at piece `p` is "the", "a" or "an", in lower case.
+pub(crate) fn lower_article_at(r: &crate::render::Rendered, p: usize) -> bool {
+    if r.segs.get(p) != Some(&0) {
+        return false;
+    }
+    // Special pieces ([SEP]) have an empty span.
+    let Some(rest) = r
+        .spans
+        .get(p)
+        .filter(|sp| sp.1 > sp.0)
+        .and_then(|sp| r.text.get(sp.0..))
+    else {
+        return false;
+    };
+    let word: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+    matches!(word.as_str(), "the" | "a" | "an")
 }
 
 /// The value being decoded is an integer or a number.

@@ -604,3 +604,16 @@ fn kind_words_are_lower_case_words_of_the_name() {
     assert!(!kind(starts[1], "court_location"));
     assert!(!kind(starts[2], "court_location"));
 }
+
+/// `no_leading_articles`: lower-case articles only.
+#[test]
+fn lower_case_articles_are_found_by_their_whole_word() {
+    let Some(tok) = tok() else { return };
+    let q = "the neutron and The Hague, an apple, a theory";
+    let r = render(&tok, q, &tools(), LIM, &[]).expect("render");
+    let found: Vec<String> = (1..r.len())
+        .filter(|&i| crate::model::lower_article_at(&r, i))
+        .map(|i| tok.text(r.ids[i]).to_string())
+        .collect();
+    assert_eq!(found, vec!["the", "an", "a"]);
+}

@@ -991,6 +991,7 @@ pub struct DecodingOverrides {
     pub place_format: Option<bool>,
     pub bracket_lists: Option<bool>,
     pub kind_word_bias: Option<f64>,
+    pub no_leading_articles: Option<bool>,
     pub schema_order_params: Option<bool>,
     pub required_first_params: Option<bool>,
     pub name_anchor_bias: Option<f64>,
@@ -1040,6 +1041,7 @@ impl DecodingOverrides {
             place_format,
             bracket_lists,
             kind_word_bias,
+            no_leading_articles,
             schema_order_params,
             required_first_params,
             name_anchor_bias,
@@ -1078,6 +1080,7 @@ impl DecodingOverrides {
         cfg.place_format = place_format.unwrap_or(cfg.place_format);
         cfg.bracket_lists = bracket_lists.unwrap_or(cfg.bracket_lists);
         cfg.kind_word_bias = kind_word_bias.unwrap_or(cfg.kind_word_bias);
+        cfg.no_leading_articles = no_leading_articles.unwrap_or(cfg.no_leading_articles);
         cfg.schema_order_params = schema_order_params.unwrap_or(cfg.schema_order_params);
         cfg.required_first_params = required_first_params.unwrap_or(cfg.required_first_params);
         cfg.name_anchor_bias = name_anchor_bias.unwrap_or(cfg.name_anchor_bias);

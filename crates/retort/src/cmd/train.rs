@@ -215,6 +215,11 @@ pub struct TrainArgs {
     /// Stored in the exported config.
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     kind_word_bias: Option<f64>,
+    /// With --export/--eval-only: a text value does not start with a
+    /// lower-case "the", "a" or "an" copied from the query, on or off;
+    /// stored in the exported config.
+    #[arg(long, value_name = "BOOL")]
+    no_leading_articles: Option<bool>,
     /// With --export/--eval-only: decode each call's parameters in the
     /// order its schema lists them (any may be left out) on or off; stored
     /// in the exported config.
@@ -369,6 +374,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 place_format: a.place_format,
                 bracket_lists: a.bracket_lists,
                 kind_word_bias: a.kind_word_bias,
+                no_leading_articles: a.no_leading_articles,
                 schema_order_params: a.schema_order_params,
                 required_first_params: a.required_first_params,
                 name_anchor_bias: a.name_anchor_bias,
