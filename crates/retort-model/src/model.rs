@@ -1164,43 +1164,34 @@ pub(crate) fn closes_bracket(
     })
 }
 
-/// The query word that starts at piece `p` is written in lower case and
-/// is a word (three letters or more) of the parameter name `name`.
-pub(crate) fn kind_word_at(r: &crate::render::Rendered, p: usize, name: &str) -> bool {
+/// The whole query word that starts at piece `p` (its letters and
+/// digits), as written; `None` outside the query and for special pieces
+/// ([SEP]), whose span is empty.
+fn query_word_at(r: &crate::render::Rendered, p: usize) -> Option<String> {
     if r.segs.get(p) != Some(&0) {
-        return false;
+        return None;
     }
-    // Special pieces ([SEP]) have an empty span.
-    let Some(rest) = r
+    let rest = r
         .spans
         .get(p)
         .filter(|sp| sp.1 > sp.0)
-        .and_then(|sp| r.text.get(sp.0..))
-    else {
-        return false;
-    };
-    let word: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
-    word.len() >= 3
-        && word.chars().all(|c| c.is_ascii_lowercase())
-        && retort_core::split_words(name).contains(&word)
+        .and_then(|sp| r.text.get(sp.0..))?;
+    Some(rest.chars().take_while(|c| c.is_alphanumeric()).collect())
+}
+
+/// The query word that starts at piece `p` is written in lower case and
+/// is a word (three letters or more) of the parameter name `name`.
+pub(crate) fn kind_word_at(r: &crate::render::Rendered, p: usize, name: &str) -> bool {
+    query_word_at(r, p).is_some_and(|word| {
+        word.len() >= 3
+            && word.chars().all(|c| c.is_ascii_lowercase())
+            && retort_core::split_words(name).contains(&word)
+    })
 }
 
 /// The query word at piece `p` is "the", "a" or "an", in lower case.
 pub(crate) fn lower_article_at(r: &crate::render::Rendered, p: usize) -> bool {
-    if r.segs.get(p) != Some(&0) {
-        return false;
-    }
-    // Special pieces ([SEP]) have an empty span.
-    let Some(rest) = r
-        .spans
-        .get(p)
-        .filter(|sp| sp.1 > sp.0)
-        .and_then(|sp| r.text.get(sp.0..))
-    else {
-        return false;
-    };
-    let word: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
-    matches!(word.as_str(), "the" | "a" | "an")
+    query_word_at(r, p).is_some_and(|w| matches!(w.as_str(), "the" | "a" | "an"))
 }
 
 /// The value being decoded is an integer or a number.
