@@ -371,63 +371,18 @@ impl ModelConfig {
         }
     }
 
-    /// A tiny configuration for tests (random init, same vocabulary).
+    /// A tiny configuration for tests (random init, same vocabulary): the
+    /// shipped shape's settings with small layers and no block mask.
     pub fn tiny(gen_vocab: Vec<u32>) -> Self {
         ModelConfig {
-            vocab_size: 30522,
             hidden: 32,
             enc_layers: 1,
             heads: 2,
             enc_ffn: 64,
-            max_positions: 512,
-            type_vocab: 2,
-            layer_norm_eps: 1e-12,
             dec_layers: 1,
             dec_ffn: 64,
-            max_steps: 96,
-            gen_vocab,
-            tool_desc_tokens: 24,
-            param_desc_tokens: 10,
-            max_value_tokens: 40,
-            confidence_temperature: 1.0,
             block_mask: false,
-            block_layers: 0,
-            copy_bias: 0.0,
-            contiguous_copy: false,
-            whole_word_copy: false,
-            refusal_bias: 0.0,
-            extra_call_bias: 0.0,
-            end_call_bias: 0.0,
-            overlap_bias: 0.0,
-            query_copies_only: false,
-            novel_repeat_calls: false,
-            non_empty_arrays: false,
-            thousands_separators: false,
-            schema_order_params: false,
-            required_first_params: false,
-            name_anchor_bias: 0.0,
-            anchor_window: 0,
-            refusal_overlap_bias: 0.0,
-            extra_call_overlap_bias: 0.0,
-            later_overlap_bias: 0.0,
-            stop_rest_overlap_bias: 0.0,
-            rival_anchor_bias: 0.0,
-            next_item_bias: 0.0,
-            next_call_item_bias: 0.0,
-            mentioned_param_bias: 0.0,
-            capital_run_bias: 0.0,
-            name_before_bias: 0.0,
-            request_dates: false,
-            percent_fractions: false,
-            place_format: false,
-            bracket_lists: false,
-            kind_word_bias: 0.0,
-            no_leading_articles: false,
-            max_input_tokens: 0,
-            rank_layers: 0,
-            rank_weight: 0.0,
-            integer_products: false,
-            eight_bit_activations: Vec::new(),
+            ..Self::minilm(gen_vocab)
         }
     }
 

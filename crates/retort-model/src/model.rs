@@ -516,6 +516,13 @@ pub fn greedy(
     // The most word pieces any rendered tool shares with the query (as
     // `render` counted them), for the overlap prior and the refusal bias.
     let top_overlap = r.tools.iter().map(|t| t.overlap()).max().unwrap_or(0);
+    // Query positions of lower-case articles, for `no_leading_articles`
+    // (found once, not at every step's many choices).
+    let articles: Vec<bool> = if cfg.no_leading_articles {
+        (0..r.len()).map(|p| lower_article_at(&r, p)).collect()
+    } else {
+        Vec::new()
+    };
     let mentioned = if cfg.mentioned_param_bias != 0.0 {
         mentioned_params(query, &r, tools)
     } else {
@@ -875,7 +882,7 @@ pub fn greedy(
             {
                 narrow(
                     allowed,
-                    |c| !matches!(c, Choice::Token(_, Some(q)) if lower_article_at(&r, q)),
+                    |c| !matches!(c, Choice::Token(_, Some(q)) if articles.get(q) == Some(&true)),
                 )
             }
             _ => allowed,

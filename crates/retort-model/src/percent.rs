@@ -85,6 +85,14 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// A call of `loan` with these arguments.
+    fn call(args: Value) -> Call {
+        Call {
+            name: "loan".into(),
+            arguments: args.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
     fn tool() -> Tool {
         Tool::parse_many(
             &json!([{"name": "loan", "description": "d", "parameters": {"type": "object",
@@ -128,13 +136,9 @@ mod tests {
     #[test]
     fn only_described_numbers_that_the_request_writes_as_percentages() {
         let t = tool();
-        let mut calls = vec![Call {
-            name: "loan".into(),
-            arguments: json!({"rate": 8.2, "tax": 7, "share": 30, "years": 5})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        }];
+        let mut calls = vec![call(
+            json!({"rate": 8.2, "tax": 7, "share": 30, "years": 5}),
+        )];
         percents_as_fractions(
             &mut calls,
             "a rate of 8.2%, tax 7%, 30% share, 5% for 5 years",
@@ -148,20 +152,11 @@ mod tests {
         assert_eq!(a["years"], json!(5));
         assert_eq!(a["share"], json!(0.3));
         // 80% -> 0.8 is over `share`'s maximum: the call is left as it was.
-        let mut calls = vec![Call {
-            name: "loan".into(),
-            arguments: json!({"rate": 5, "share": 80})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        }];
+        let mut calls = vec![call(json!({"rate": 5, "share": 80}))];
         percents_as_fractions(&mut calls, "5% and 80%", std::slice::from_ref(&t));
         assert_eq!(calls[0].arguments["rate"], json!(5));
         // Not written as a percentage: kept.
-        let mut calls = vec![Call {
-            name: "loan".into(),
-            arguments: json!({"rate": 5}).as_object().cloned().unwrap_or_default(),
-        }];
+        let mut calls = vec![call(json!({"rate": 5}))];
         percents_as_fractions(&mut calls, "5 loans at 3%", std::slice::from_ref(&t));
         assert_eq!(calls[0].arguments["rate"], json!(5));
     }

@@ -157,6 +157,14 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// A call of `eat` with these arguments.
+    fn call(args: Value) -> Call {
+        Call {
+            name: "eat".into(),
+            arguments: args.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
     #[test]
     fn the_tables_load() {
         assert!(US_CITIES.len() > 250, "{}", US_CITIES.len());
@@ -231,24 +239,12 @@ mod tests {
             retort_core::ToolFormat::Auto,
         )
         .expect("tools");
-        let mut calls = vec![Call {
-            name: "eat".into(),
-            arguments: json!({"city": "Berkeley", "home": "Denver"})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        }];
+        let mut calls = vec![call(json!({"city": "Berkeley", "home": "Denver"}))];
         places_in_layout(&mut calls, "eat in Berkeley, I live in Denver", &tools);
         assert_eq!(calls[0].arguments["city"], json!("Berkeley, CA"));
         assert_eq!(calls[0].arguments["home"], json!("Denver"));
         // "Denver, CO" is longer than 8: the call stays as it was.
-        let mut calls = vec![Call {
-            name: "eat".into(),
-            arguments: json!({"city": "Berkeley", "short": "Denver"})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        }];
+        let mut calls = vec![call(json!({"city": "Berkeley", "short": "Denver"}))];
         places_in_layout(&mut calls, "Berkeley, Denver", &tools);
         assert_eq!(calls[0].arguments["city"], json!("Berkeley"));
     }
