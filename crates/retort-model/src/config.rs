@@ -54,6 +54,11 @@ pub struct ModelConfig {
     /// whole input through the few upper ones.
     #[serde(default)]
     pub block_layers: usize,
+    /// Lexical features ([`crate::features`]) as learned inputs: a vector
+    /// per feature bit is added to the encoder states the decoder reads.
+    /// Absent in older configurations (no features).
+    #[serde(default)]
+    pub lexical_features: bool,
     /// Added to the logits of copying a value piece from the query while
     /// decoding (0: the trained distribution). Tuned on held-out
     /// validation data, never on test data.
@@ -332,6 +337,7 @@ impl ModelConfig {
             confidence_temperature: 1.0,
             block_mask: true,
             block_layers: 0,
+            lexical_features: false,
             copy_bias: 0.0,
             contiguous_copy: false,
             whole_word_copy: false,

@@ -3,6 +3,7 @@
 //! - [`render`]: the MiniLM tokenizer and the input rendering (query + tools).
 //! - [`net`]: the BERT encoder and the pointer decoder (burn, `flex` backend).
 //! - [`qgemm`]: int8 products of the encoder's int8-stored matrices.
+//! - [`features`]: lexical features of the input, read by the network.
 //! - [`grammar`]: the schema state machine of constrained decoding.
 //! - [`targets`]: gold calls turned into training steps and masks.
 //! - [`weights`]: MiniLM import, model files (safetensors + config + tokenizer).
@@ -16,6 +17,7 @@ pub mod dates;
 pub mod error;
 pub mod fastdec;
 pub mod fastenc;
+pub mod features;
 pub mod grammar;
 pub mod model;
 pub mod net;

@@ -467,6 +467,7 @@ pub fn greedy(
     let r = render_ranked(tok, query, tools, infer_limits(cfg), &keep, &mut rank)?;
     let t_render = t0.elapsed();
     let (enc, pad_bias) = encode_request(net, params, tok, &r, device, cache)?;
+    let enc = net.add_features(params, enc, net.request_features(&r, device));
     let t_enc_only = t0.elapsed();
     // The decoder's per-request projections: on the host in integers when
     // the host decoder can, else burn's `prepare` (which burn steps need).

@@ -164,6 +164,9 @@ pub struct Layout {
     pub gen_bias: usize,
     pub ptr_q: Lin,
     pub ptr_k: Lin,
+    /// The learned vector of each lexical feature bit
+    /// (`[features::COUNT, D]`), when `lexical_features` is on.
+    pub features: Option<usize>,
 }
 
 struct LayoutBuilder {
@@ -292,6 +295,15 @@ impl Layout {
         );
         let ptr_q = b.lin("head.ptr_query", d, d, h);
         let ptr_k = b.lin("head.ptr_key", d, d, h);
+        // Zeros: a model given features starts out answering as without.
+        let features = c.lexical_features.then(|| {
+            b.add(
+                "features.weight".into(),
+                [crate::features::COUNT, d],
+                h,
+                Init::Zeros,
+            )
+        });
         Layout {
             specs: b.specs,
             word,
@@ -308,6 +320,7 @@ impl Layout {
             gen_bias,
             ptr_q,
             ptr_k,
+            features,
         }
     }
 
@@ -360,6 +373,28 @@ impl HostParams {
                         })
                         .collect(),
                 }
+            })
+            .collect();
+        HostParams { values }
+    }
+
+    /// The same weights under another layout: tensors are matched by name,
+    /// and those the old layout lacks get their initialisation (seeded).
+    pub fn relayout(self, old: &Layout, new: &Layout, seed: u64) -> HostParams {
+        let fresh = HostParams::init(new, seed);
+        let mut by_name: std::collections::HashMap<&str, Vec<f32>> = old
+            .specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .zip(self.values)
+            .collect();
+        let values = new
+            .specs
+            .iter()
+            .zip(fresh.values)
+            .map(|(s, init)| match by_name.remove(s.name.as_str()) {
+                Some(v) if v.len() == init.len() => v,
+                _ => init,
             })
             .collect();
         HostParams { values }
@@ -1281,6 +1316,39 @@ impl Net {
     ) -> Tensor<3> {
         let prep = self.prepare(p, enc, pad_bias);
         self.decode_prepared(p, &prep, y, false)
+    }
+
+    /// The encoder states plus the learned vectors of each token's
+    /// lexical feature bits (`feats`: `[B, S, features::COUNT]` 0/1). The
+    /// states unchanged when the model has no features.
+    pub fn add_features(&self, p: &Params, enc: Tensor<3>, feats: Option<Tensor<3>>) -> Tensor<3> {
+        match (self.layout.features, feats) {
+            (Some(w), Some(f)) => {
+                let [b, s, k] = f.dims();
+                let d = self.cfg.hidden;
+                enc + f.reshape([b * s, k]).matmul(p.get(w)).reshape([b, s, d])
+            }
+            _ => enc,
+        }
+    }
+
+    /// The features of one rendered request as a `[1, S, features::COUNT]`
+    /// tensor, or `None` for a model without features.
+    pub fn request_features(
+        &self,
+        r: &crate::render::Rendered,
+        device: &Device,
+    ) -> Option<Tensor<3>> {
+        self.layout.features?;
+        let bits = crate::features::token_features(r);
+        let n = bits.len();
+        Some(Tensor::from_data(
+            TensorData::new(
+                crate::features::dense(&bits),
+                [1, n, crate::features::COUNT],
+            ),
+            device,
+        ))
     }
 
     /// The per-request part of decoding that does not depend on the steps.

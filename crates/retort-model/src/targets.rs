@@ -44,6 +44,8 @@ pub fn bits(set: &[u64]) -> impl Iterator<Item = usize> + '_ {
 pub struct Item {
     pub ids: Vec<u32>,
     pub segs: Vec<u32>,
+    /// Lexical feature bits of each input token ([`crate::features`]).
+    pub feats: Vec<u16>,
     pub steps: Vec<Step>,
 }
 
@@ -236,6 +238,7 @@ pub fn build_item(
     Ok(Item {
         ids: r.ids.clone(),
         segs: r.segs.clone(),
+        feats: crate::features::token_features(&r),
         steps,
     })
 }

@@ -111,6 +111,8 @@ pub struct Batch {
     pub soft: Option<(Tensor<3>, Tensor<2>)>,
     pub space: OutSpace,
     pub steps: usize,
+    /// Lexical feature rows `[B, S, features::COUNT]` (zeros on padding).
+    pub feats: Tensor<3>,
 }
 
 /// Tensors of a batch. `block`: the network's block attention mask, if
@@ -144,6 +146,14 @@ pub fn make_batch(
         .map(|it| it.steps.iter().map(|st| st.input).collect())
         .collect();
     let dec = DecBatch::new(&dec_rows, s, device);
+    let k = retort_model::features::COUNT;
+    let mut feats = vec![0f32; b * s * k];
+    for (it, row) in items.iter().zip(feats.chunks_exact_mut(s * k)) {
+        let dense = retort_model::features::dense(&it.feats);
+        let n = dense.len().min(row.len());
+        row[..n].copy_from_slice(&dense[..n]);
+    }
+    let feats = Tensor::from_data(TensorData::new(feats, [b, s, k]), device);
     let mut allowed = vec![-1.0e4f32; b * t * v];
     let mut target = vec![-1.0e4f32; b * t * v];
     let mut weight = vec![0f32; b * t];
@@ -207,5 +217,6 @@ pub fn make_batch(
         soft,
         space,
         steps: t,
+        feats,
     }
 }

@@ -83,6 +83,10 @@ pub struct TrainOptions {
     /// Set the block mask of the lowest layers only
     /// (`ModelConfig::block_layers`); `None` keeps what `--init` has.
     pub block_layers: Option<usize>,
+    /// Give the model lexical features (`ModelConfig::lexical_features`);
+    /// `None` keeps what `--init` has. An `--init` model without them gets
+    /// zero feature vectors, so it starts out answering as before.
+    pub lexical_features: Option<bool>,
 }
 
 impl TrainOptions {
@@ -125,6 +129,7 @@ impl TrainOptions {
             progress: true,
             stop_at_step: None,
             block_mask: None,
+            lexical_features: None,
             block_layers: None,
             threads: 1,
         }
@@ -242,6 +247,7 @@ fn val_loss(
         let refs: Vec<&Item> = chunk.iter().collect();
         let b = make_batch(&refs, n_gen, pad, block, device);
         let enc = net.encode(params, &b.enc);
+        let enc = net.add_features(params, enc, Some(b.feats.clone()));
         let logits = net.decode(params, enc, b.enc.pad_bias.clone(), &b.dec);
         let w: f64 = b.weight.clone().sum().into_scalar::<f32>() as f64;
         let ce =
@@ -356,6 +362,7 @@ fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<Half
                 );
                 tm.net.encode(&tm.params, &te)
             };
+            let enc = tm.net.add_features(&tm.params, enc, Some(b.feats.clone()));
             let tl = tm
                 .net
                 .decode(&tm.params, enc, b.enc.pad_bias.clone(), &b.dec);
@@ -375,6 +382,7 @@ fn half_grads(ctx: &StepCtx<'_>, params: &Params, refs: &[&Item]) -> Result<Half
         }
         None => net.encode(params, &b.enc),
     };
+    let enc = net.add_features(params, enc, Some(b.feats.clone()));
     let logits = net.decode(params, enc, b.enc.pad_bias.clone(), &b.dec);
     let parts = loss(
         logits,
@@ -555,6 +563,15 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary,
             (cfg, host, tj, from)
         };
     let mut cfg = cfg;
+    let mut host = host;
+    if let Some(lf) = opts.lexical_features
+        && resume_dir.is_none()
+        && lf != cfg.lexical_features
+    {
+        let old = Layout::new(&cfg);
+        cfg.lexical_features = lf;
+        host = host.relayout(&old, &Layout::new(&cfg), opts.seed);
+    }
     if let Some(bm) = opts.block_mask
         && resume_dir.is_none()
     {

@@ -117,6 +117,12 @@ pub struct TrainArgs {
     /// Default: what --init has; a fresh model gets `true`, --tiny `false`.
     #[arg(long)]
     block_mask: Option<bool>,
+    /// Lexical features as learned inputs (a request word matching a
+    /// schema word, capitalisation, digits, list position, quoting; see
+    /// retort-model's `features`): `true` or `false`. Default: what --init
+    /// has. An --init model without them starts with zero feature vectors.
+    #[arg(long)]
+    lexical_features: Option<bool>,
     /// The block mask in the lowest N encoder layers only (0 = none;
     /// --block-mask true puts it in all): tool positions restart at every
     /// tool, those layers' tool encodings are cached at inference, and the
@@ -457,6 +463,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     o.val_every = a.val_every;
     o.tiny = a.tiny;
     o.block_mask = a.block_mask;
+    o.lexical_features = a.lexical_features;
     o.block_layers = a.block_layers;
     o.threads = a.threads.max(1);
     o.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
