@@ -480,4 +480,52 @@ mod tests {
         assert_eq!(d[3], 1.0);
         assert_eq!(d[COUNT..].iter().sum::<f32>(), 0.0);
     }
+
+    /// A model with features: the learned table changes the encoder states
+    /// the decoder reads (so serving uses it), and save -> load keeps every
+    /// answer.
+    #[test]
+    fn features_reach_inference_and_survive_save_load() {
+        use crate::net::{HostParams, Layout};
+        use crate::{Model, ModelConfig, weights::Storage};
+        use retort_core::CallOptions;
+        let tj = crate::testutil::tokenizer_json().expect("models/tokenizer.json");
+        let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+        cfg.lexical_features = true;
+        let layout = Layout::new(&cfg);
+        let w = layout.features.expect("a features table");
+        let mut host = HostParams::init(&layout, 11);
+        let zeros = host.clone();
+        let random = HostParams::init(&Layout::new(&ModelConfig::tiny(vec![1012])), 5);
+        // Fill the (zero-initialised) table with large values.
+        for (k, x) in host.values[w].iter_mut().enumerate() {
+            *x = random.values[0][k % random.values[0].len()] * 200.0;
+        }
+        let m = Model::from_parts(cfg.clone(), &host, &tj).expect("model");
+        let dir = tempfile::tempdir().expect("tmp");
+        m.save(dir.path(), Storage::F32).expect("save");
+        let back = Model::load(dir.path()).expect("load");
+        let t = tools();
+        let o = CallOptions {
+            require_call: true,
+            ..CallOptions::default()
+        };
+        let q = "Unlock the back door";
+        let a = m.predict(q, &t, &o).expect("a");
+        assert_eq!(a, back.predict(q, &t, &o).expect("b"));
+        retort_core::validate_all(&a.calls, &t).expect("valid");
+        // The same weights with a zero table decode from other states.
+        let r = render(&m.tok, q, &t, limits(), &[]).expect("render");
+        let device = burn::tensor::Device::flex();
+        let feats = m.net.request_features(&r, &device).expect("features");
+        let n = r.len();
+        let base = burn::tensor::Tensor::<3>::zeros([1, n, cfg.hidden], &device);
+        let with = m
+            .net
+            .add_features(&m.params, base.clone(), Some(feats.clone()));
+        let z = Model::from_parts(cfg, &zeros, &tj).expect("zero model");
+        let without = z.net.add_features(&z.params, base, Some(feats));
+        let diff: f32 = (with - without).abs().sum().into_scalar::<f32>();
+        assert!(diff > 1.0, "features changed nothing ({diff})");
+    }
 }

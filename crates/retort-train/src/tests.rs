@@ -172,6 +172,27 @@ fn dozen() -> Vec<Example> {
             context: Vec::new(),
         });
     }
+    // Two calls of one function, each city a span of the request.
+    for (i, (a, b)) in [("Oslo", "Lima"), ("New York", "San Francisco")]
+        .iter()
+        .enumerate()
+    {
+        let call = |c: &str| {
+            Call::new(
+                "get_weather",
+                json!({"city": c}).as_object().cloned().unwrap_or_default(),
+            )
+        };
+        out.push(Example {
+            id: format!("p{i}"),
+            source: "test".into(),
+            query: format!("Weather in {a} and in {b}?"),
+            tools: ts.clone(),
+            calls: vec![call(a), call(b)],
+            teacher: None,
+            context: Vec::new(),
+        });
+    }
     for (i, q) in [
         "tell me a joke",
         "who wrote hamlet",
@@ -194,8 +215,10 @@ fn dozen() -> Vec<Example> {
     out
 }
 
-/// A tiny random network learns a dozen examples (copies with original
-/// casing, enums, integers, refusals) to 100% exact calls.
+/// A tiny random network with lexical features learns a dozen examples
+/// (multi-word copies with original casing, enum members the request
+/// names, integers, two calls of one function, refusals) to 100% exact
+/// calls.
 #[test]
 fn tiny_model_overfits_a_dozen_examples() {
     let Some(_) = retort_model::testutil::tokenizer_json() else {
@@ -216,6 +239,7 @@ fn tiny_model_overfits_a_dozen_examples() {
     o.val_decode_limit = 0;
     o.progress = false;
     o.gen_vocab_size = 64;
+    o.lexical_features = Some(true);
     train(&o, Arc::new(AtomicBool::new(false))).expect("train");
     let (rep, _) = crate::trainer::evaluate_and_export(
         &dir.path().join("out/final"),
@@ -228,8 +252,8 @@ fn tiny_model_overfits_a_dozen_examples() {
     .expect("eval");
     let failures = std::fs::read_to_string(dir.path().join("failures.jsonl")).expect("failures");
     assert_eq!(failures, "", "every example is exact, so none is listed");
-    assert_eq!(rep.n, 12);
-    assert_eq!(rep.exact, 12, "exact {}/{}", rep.exact, rep.n);
+    assert_eq!(rep.n, 14);
+    assert_eq!(rep.exact, 14, "exact {}/{}", rep.exact, rep.n);
 }
 
 /// [`dozen`] written as a JSONL file in `dir`.
