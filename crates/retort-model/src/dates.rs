@@ -1,4 +1,4 @@
-//! Dates taken from the request (`ModelConfig::request_dates`).
+//! Dates taken from the request (`DecodeConfig::request_dates`).
 //!
 //! The decoder writes a date its own way: it copies "March 8th" from the
 //! request, or it generates "2023-04-15" from word pieces, and generated

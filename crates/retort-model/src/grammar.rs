@@ -112,10 +112,8 @@ pub struct Grammar<'a> {
     /// and after a `,` a group of exactly three digits. Off by default
     /// (training targets never contain them).
     pub thousands_groups: bool,
-    /// Parameters only in schema order (`ModelConfig::schema_order_params`).
-    pub schema_order: bool,
     /// Required parameters before optional ones
-    /// (`ModelConfig::required_first_params`).
+    /// (`DecodeConfig::required_first_params`).
     pub required_first: bool,
     pub state: State,
     pub calls: Vec<Call>,
@@ -156,7 +154,6 @@ impl<'a> Grammar<'a> {
             max_value_tokens: max_value_tokens.max(1),
             max_calls: 16,
             thousands_groups: false,
-            schema_order: false,
             required_first: false,
             state: State::Between,
             calls: Vec::new(),
@@ -313,14 +310,6 @@ impl<'a> Grammar<'a> {
             && self.forced.is_none_or(|f| f == t)
     }
 
-    /// With `schema_order`: parameter `k` comes after every parameter
-    /// given so far, and skips no required one (which could then never be
-    /// given, and the call never end).
-    fn in_schema_order(&self, tool: usize, used: &[bool], k: usize) -> bool {
-        !used.iter().skip(k + 1).any(|&u| u)
-            && (0..k).all(|j| used.get(j).copied().unwrap_or(false) || !self.required(tool, j))
-    }
-
     /// Parameter `j` of rendered tool `tool` is required by its schema.
     fn required(&self, tool: usize, j: usize) -> bool {
         let (Some(t), Some(p)) = (
@@ -345,7 +334,6 @@ impl<'a> Grammar<'a> {
             State::InCall { tool, used } => {
                 k < self.r.tools[*tool].params.len()
                     && !used.get(k).copied().unwrap_or(true)
-                    && (!self.schema_order || self.in_schema_order(*tool, used, k))
                     && (!self.required_first || self.required_ready(*tool, used, k))
             }
             _ => false,
@@ -769,8 +757,7 @@ impl Grammar<'_> {
             max_value_tokens: self.max_value_tokens,
             max_calls: self.max_calls,
             thousands_groups: self.thousands_groups,
-            // Ordering rules do not bear on a parameter's kind.
-            schema_order: false,
+            // The ordering rule does not bear on a parameter's kind.
             required_first: false,
             state: State::InCall {
                 tool,

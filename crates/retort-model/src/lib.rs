@@ -5,6 +5,7 @@
 //! - [`qgemm`]: int8 products of the encoder's int8-stored matrices.
 //! - [`features`]: lexical features of the input, read by the network.
 //! - [`grammar`]: the schema state machine of constrained decoding.
+//! - [`decode_config`]: the hand-set decoding rules (`config.json`'s `decode`).
 //! - [`targets`]: gold calls turned into training steps and masks.
 //! - [`weights`]: MiniLM import, model files (safetensors + config + tokenizer).
 //! - [`cache`]: the tool-encoding cache (block-masked models) and the ranking embeddings'.
@@ -14,6 +15,7 @@
 pub mod cache;
 pub mod config;
 pub mod dates;
+pub mod decode_config;
 pub mod error;
 pub mod fastdec;
 pub mod fastenc;
@@ -22,7 +24,6 @@ pub mod grammar;
 pub mod model;
 pub mod net;
 pub mod percent;
-pub mod places;
 pub mod qgemm;
 pub mod rank;
 pub mod render;
@@ -31,6 +32,7 @@ pub mod targets;
 pub mod weights;
 
 pub use config::ModelConfig;
+pub use decode_config::DecodeConfig;
 pub use error::ModelError;
 pub use model::{Decoded, Model};
 pub mod testutil;

@@ -323,10 +323,7 @@ impl Model {
 pub fn infer_limits(cfg: &ModelConfig) -> RenderLimits {
     RenderLimits {
         max_len: cfg.max_positions,
-        choice_len: match cfg.max_input_tokens {
-            0 => cfg.max_positions,
-            n => n,
-        },
+        choice_len: cfg.max_positions,
         tool_desc_tokens: cfg.tool_desc_tokens,
         param_desc_tokens: cfg.param_desc_tokens,
     }
@@ -488,9 +485,10 @@ pub fn greedy(
     };
     let t_encode = t0.elapsed();
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
-    g.thousands_groups = cfg.thousands_separators;
-    g.schema_order = cfg.schema_order_params;
-    g.required_first = cfg.required_first_params;
+    // The hand-set decoding rules (all off in a configuration without them).
+    let rules = &cfg.decode;
+    g.thousands_groups = rules.thousands_separators;
+    g.required_first = rules.required_first_params;
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
     let temps: &[f64] = if aids.all_temperatures {
@@ -519,12 +517,12 @@ pub fn greedy(
     let top_overlap = r.tools.iter().map(|t| t.overlap()).max().unwrap_or(0);
     // Query positions of lower-case articles, for `no_leading_articles`
     // (found once, not at every step's many choices).
-    let articles: Vec<bool> = if cfg.no_leading_articles {
+    let articles: Vec<bool> = if rules.no_leading_articles {
         (0..r.len()).map(|p| lower_article_at(&r, p)).collect()
     } else {
         Vec::new()
     };
-    let mentioned = if cfg.mentioned_param_bias != 0.0 {
+    let mentioned = if rules.mentioned_param_bias != 0.0 {
         mentioned_params(query, &r, tools)
     } else {
         Vec::new()
@@ -547,92 +545,28 @@ pub fn greedy(
                 .try_into_vec::<f32>()
                 .map_err(|e| ModelError::Weights(format!("{e:?}")))?,
         };
-        if cfg.copy_bias != 0.0 {
-            // Query positions are only ever value copies (names and enum
-            // members are pointed at in the tool segment).
-            for (p, &seg) in r.segs.iter().enumerate() {
-                if seg == 0
-                    && let Some(x) = z.get_mut(g.space.src_index(p))
-                {
-                    *x += cfg.copy_bias as f32;
-                }
-            }
-        }
         // Name anchors: the first piece of a value leans towards the query
         // positions its parameter's name points at.
-        if cfg.name_anchor_bias != 0.0
+        if rules.name_anchor_bias != 0.0
             && let State::InValue { tool, param, v, .. } = &g.state
             && v.cur.is_empty()
             && !v.is_enum()
             && let Some(rp) = r.tools.get(*tool).and_then(|t| t.params.get(*param))
         {
-            let window = cfg.anchor_window;
-            for p in anchored_positions(&r, tok, &rp.name, numeric_value(&g), window) {
+            for p in anchored_positions(&r, tok, &rp.name, numeric_value(&g)) {
                 if let Some(x) = z.get_mut(g.space.src_index(p)) {
-                    *x += cfg.name_anchor_bias as f32;
-                }
-            }
-        }
-        // Names after their values: a text value's first piece leans
-        // towards the word right before a mention of its parameter's name.
-        if cfg.name_before_bias != 0.0
-            && !numeric_value(&g)
-            && let State::InValue { tool, param, v, .. } = &g.state
-            && v.cur.is_empty()
-            && !v.is_enum()
-            && let Some(rp) = r.tools.get(*tool).and_then(|t| t.params.get(*param))
-        {
-            for p in before_name_positions(&r, tok, &rp.name) {
-                if let Some(x) = z.get_mut(g.space.src_index(p)) {
-                    *x += cfg.name_before_bias as f32;
-                }
-            }
-        }
-        // Rival anchors: a number leans away from the query numbers that
-        // another numeric parameter of the call, not given yet, points at.
-        if cfg.rival_anchor_bias != 0.0
-            && numeric_value(&g)
-            && let State::InValue {
-                tool,
-                param,
-                used,
-                v,
-            } = &g.state
-            && v.cur.is_empty()
-            && !v.is_enum()
-            && let Some(rt) = r.tools.get(*tool)
-            && let Some(rp) = rt.params.get(*param)
-        {
-            let window = cfg.anchor_window;
-            let own = anchored_positions(&r, tok, &rp.name, true, window);
-            for (k, other) in rt.params.iter().enumerate() {
-                if k == *param || used.get(k).copied().unwrap_or(true) {
-                    continue;
-                }
-                let kind = g.value_kind(*tool, k);
-                if !matches!(
-                    kind.kind,
-                    crate::grammar::VKind::Integer | crate::grammar::VKind::Number
-                ) {
-                    continue;
-                }
-                for p in anchored_positions(&r, tok, &other.name, true, window) {
-                    if !own.contains(&p)
-                        && let Some(x) = z.get_mut(g.space.src_index(p))
-                    {
-                        *x -= cfg.rival_anchor_bias as f32;
-                    }
+                    *x += rules.name_anchor_bias as f32;
                 }
             }
         }
         // Lists read in order: after a copied element that a separator
         // and a like item follow, another element (starting there).
-        if cfg.next_item_bias != 0.0
+        if rules.next_item_bias != 0.0
             && let State::InValue { v, .. } = &g.state
             && v.array
             && !v.is_enum()
         {
-            let b = cfg.next_item_bias as f32;
+            let b = rules.next_item_bias as f32;
             if v.cur.is_empty() {
                 if let Some(q) = prev_item.and_then(|(s, e)| next_item(&r, tok, s, e))
                     && let Some(x) = z.get_mut(g.space.src_index(q))
@@ -648,7 +582,7 @@ pub fn greedy(
         }
         // Names are copied whole: a capitalised run goes on through the
         // next capitalised word and stops before a lower-case one.
-        if cfg.capital_run_bias != 0.0
+        if rules.capital_run_bias != 0.0
             && let State::InValue { v, .. } = &g.state
             && matches!(v.kind, crate::grammar::VKind::Text)
             && let (Some(&s), Some(e)) = (cur_value.first(), last_copy)
@@ -657,14 +591,14 @@ pub fn greedy(
             && let Some(x) = z.get_mut(g.space.src_index(e + 1))
         {
             match item_kind(&r, tok, e + 1) {
-                Some(1) => *x += cfg.capital_run_bias as f32,
-                Some(2) => *x -= cfg.capital_run_bias as f32,
+                Some(1) => *x += rules.capital_run_bias as f32,
+                Some(2) => *x -= rules.capital_run_bias as f32,
                 _ => {}
             }
         }
         // A text value stops before a lower-case word of its parameter's
         // name: "New York court" for `court_location` reads "New York".
-        if cfg.kind_word_bias != 0.0
+        if rules.kind_word_bias != 0.0
             && let State::InValue { tool, param, v, .. } = &g.state
             && matches!(v.kind, crate::grammar::VKind::Text)
             && let Some(p) = last_copy
@@ -673,10 +607,10 @@ pub fn greedy(
             && kind_word_at(&r, p + 1, &rp.name)
             && let Some(x) = z.get_mut(g.space.src_index(p + 1))
         {
-            *x -= cfg.kind_word_bias as f32;
+            *x -= rules.kind_word_bias as f32;
         }
         // Optional parameters the request names are given.
-        if cfg.mentioned_param_bias != 0.0
+        if rules.mentioned_param_bias != 0.0
             && let State::InCall { tool, used } = &g.state
             && let (Some(rt), Some(named)) = (r.tools.get(*tool), mentioned.get(*tool))
         {
@@ -684,13 +618,13 @@ pub fn greedy(
                 if m && !u
                     && let Some(x) = z.get_mut(g.space.src_index(rp.start))
                 {
-                    *x += cfg.mentioned_param_bias as f32;
+                    *x += rules.mentioned_param_bias as f32;
                 }
             }
         }
         // A later call of the same function reads the next item of the
         // list its previous call's value began.
-        if cfg.next_call_item_bias != 0.0
+        if rules.next_call_item_bias != 0.0
             && let State::InValue { tool, param, v, .. } = &g.state
             && v.cur.is_empty()
             && !v.array
@@ -701,7 +635,7 @@ pub fn greedy(
             && !call_copies.iter().any(|c| c.contains(&q))
             && let Some(x) = z.get_mut(g.space.src_index(q))
         {
-            *x += cfg.next_call_item_bias as f32;
+            *x += rules.next_call_item_bias as f32;
         }
         // Every decision between calls (which tool next, or stop) is
         // steered by the overlap priors and the refusal and stop biases
@@ -714,10 +648,10 @@ pub fn greedy(
         // Word-overlap prior on the first call's function: each tool loses
         // `overlap_bias` per word piece it shares with the query fewer than
         // the tool sharing most (refusing is left as it is).
-        if first && cfg.overlap_bias != 0.0 {
+        if first && rules.overlap_bias != 0.0 {
             for rt in &r.tools {
                 if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
-                    *x += cfg.overlap_bias as f32 * (rt.overlap() as f32 - top_overlap as f32);
+                    *x += rules.overlap_bias as f32 * (rt.overlap() as f32 - top_overlap as f32);
                 }
             }
         }
@@ -726,7 +660,7 @@ pub fn greedy(
         // request the calls have not yet spoken to).
         let later = between && !first;
         let rest: Vec<usize> =
-            if later && (cfg.later_overlap_bias != 0.0 || cfg.stop_rest_overlap_bias != 0.0) {
+            if later && (rules.later_overlap_bias != 0.0 || rules.stop_rest_overlap_bias != 0.0) {
                 rest_overlaps(&r, tools, &g.calls)
             } else {
                 Vec::new()
@@ -735,10 +669,10 @@ pub fn greedy(
         // Word-overlap prior on every later call's function, by those
         // counts: a tool loses `later_overlap_bias` per piece fewer than
         // the tool with the most.
-        if later && cfg.later_overlap_bias != 0.0 {
+        if later && rules.later_overlap_bias != 0.0 {
             for (rt, &n) in r.tools.iter().zip(&rest) {
                 if let Some(x) = z.get_mut(g.space.src_index(rt.start)) {
-                    *x += cfg.later_overlap_bias as f32 * (n as f32 - top_rest as f32);
+                    *x += rules.later_overlap_bias as f32 * (n as f32 - top_rest as f32);
                 }
             }
         }
@@ -747,37 +681,23 @@ pub fn greedy(
                 let b = if g.calls.is_empty() {
                     // Refusing is less likely the more word pieces the best
                     // tool shares with the request.
-                    cfg.refusal_bias - cfg.refusal_overlap_bias * top_overlap as f64
+                    rules.refusal_bias - rules.refusal_overlap_bias * top_overlap as f64
                 } else {
-                    // Stopping is less likely the more word pieces a tool
-                    // not called yet shares with the request.
-                    let rest = if cfg.extra_call_overlap_bias != 0.0 {
-                        r.tools
-                            .iter()
-                            .filter(|t| {
-                                tools
-                                    .get(t.index)
-                                    .is_some_and(|d| !g.calls.iter().any(|c| c.name == d.name))
-                            })
-                            .map(|t| t.overlap())
-                            .max()
-                            .unwrap_or(0)
-                    } else {
-                        0
-                    };
                     // A list the last call began and no call finished.
-                    let list_goes_on = cfg.next_call_item_bias != 0.0
+                    let list_goes_on = rules.next_call_item_bias != 0.0
                         && call_copies.last().is_some_and(|last| {
                             spans_of(last).into_iter().any(|(s, e)| {
                                 next_item(&r, tok, s, e)
                                     .is_some_and(|q| !call_copies.iter().any(|c| c.contains(&q)))
                             })
                         });
-                    cfg.extra_call_bias
-                        - cfg.extra_call_overlap_bias * rest as f64
-                        - cfg.stop_rest_overlap_bias * top_rest as f64
+                    // Stopping is less likely the more word pieces a tool
+                    // shares with the part of the request no call has
+                    // spoken to yet.
+                    rules.extra_call_bias
+                        - rules.stop_rest_overlap_bias * top_rest as f64
                         - if list_goes_on {
-                            cfg.next_call_item_bias
+                            rules.next_call_item_bias
                         } else {
                             0.0
                         }
@@ -788,7 +708,7 @@ pub fn greedy(
             }
             State::InCall { .. } => {
                 if let Some(x) = z.get_mut(action::END_CALL) {
-                    *x += cfg.end_call_bias as f32;
+                    *x += rules.end_call_bias as f32;
                 }
             }
             _ => {}
@@ -811,26 +731,17 @@ pub fn greedy(
         // Query copies only: a value that is not an enum member copies
         // pieces from the query, not from the tools' names or descriptions.
         let allowed = match &g.state {
-            State::InValue { v, .. } if cfg.query_copies_only && !v.is_enum() => narrow(
+            State::InValue { v, .. } if rules.query_copies_only && !v.is_enum() => narrow(
                 allowed,
                 |c| !matches!(c, Choice::Token(_, Some(p)) if r.segs.get(p) != Some(&0)),
             ),
-            _ => allowed,
-        };
-        // Non-empty arrays: an array does not end before its first element.
-        let allowed = match &g.state {
-            State::InValue { v, .. }
-                if cfg.non_empty_arrays && v.array && v.done.is_empty() && v.cur.is_empty() =>
-            {
-                narrow(allowed, |c| c != Choice::Action(action::END_VAL))
-            }
             _ => allowed,
         };
         // Contiguous copies: right after a piece copied from position p,
         // another copied piece of the same value must come from p + 1 (a
         // value is one span of the query, not pieces from here and there).
         let allowed = match last_copy {
-            Some(p) if cfg.contiguous_copy => narrow(
+            Some(p) if rules.contiguous_copy => narrow(
                 allowed,
                 |c| !matches!(c, Choice::Token(_, Some(q)) if q != p + 1),
             ),
@@ -842,7 +753,7 @@ pub fn greedy(
         // Thousands separators: a copied number goes on through ", 000".
         let allowed = match last_copy {
             Some(p)
-                if cfg.thousands_separators
+                if rules.thousands_separators
                     && in_scalar_number(&g)
                     && group_follows(&r, tok, p) =>
             {
@@ -853,7 +764,7 @@ pub fn greedy(
             }
             _ => allowed,
         };
-        let allowed = if cfg.whole_word_copy {
+        let allowed = if rules.whole_word_copy {
             match last_copy {
                 Some(p) if continues_word(&r, tok, p) => narrow(
                     allowed,
@@ -877,7 +788,7 @@ pub fn greedy(
         // start with a lower-case "the", "a" or "an" ("the neutron").
         let allowed = match &g.state {
             State::InValue { v, .. }
-                if cfg.no_leading_articles
+                if rules.no_leading_articles
                     && v.cur.is_empty()
                     && matches!(v.kind, crate::grammar::VKind::Text) =>
             {
@@ -885,20 +796,6 @@ pub fn greedy(
                     allowed,
                     |c| !matches!(c, Choice::Token(_, Some(q)) if articles.get(q) == Some(&true)),
                 )
-            }
-            _ => allowed,
-        };
-        // Bracketed lists end at their bracket: an array element copied up
-        // to the piece before a `]` or `)` that closes a bracket opened
-        // before the element is the array's last ("[18, 16, 22] and 3").
-        let allowed = match (&g.state, last_copy, cur_value.first()) {
-            (State::InValue { v, .. }, Some(p), Some(&s))
-                if cfg.bracket_lists && v.array && closes_bracket(&r, tok, s, p) =>
-            {
-                narrow(allowed, |c| {
-                    c != Choice::Action(action::NEXT_ELEM)
-                        && !matches!(c, Choice::Token(_, Some(q)) if q == p + 1)
-                })
             }
             _ => allowed,
         };
@@ -1022,18 +919,15 @@ pub fn greedy(
     let calls = drop_repeats(
         std::mem::take(&mut g.calls),
         &call_copies,
-        cfg.novel_repeat_calls,
+        rules.novel_repeat_calls,
     );
     let _ = matches!(g.state, State::Done);
     let mut calls = repair_calls(calls, tools);
-    if cfg.request_dates {
+    if rules.request_dates {
         crate::dates::dates_from_request(&mut calls, query, tools);
     }
-    if cfg.percent_fractions {
+    if rules.percent_fractions {
         crate::percent::percents_as_fractions(&mut calls, query, tools);
-    }
-    if cfg.place_format {
-        crate::places::places_in_layout(&mut calls, query, tools);
     }
     retort_core::validate_all(&calls, tools)
         .map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
@@ -1124,54 +1018,6 @@ fn query_piece<'a>(r: &crate::render::Rendered, tok: &'a Tok, p: usize) -> Optio
     Some(t.strip_prefix("##").unwrap_or(t))
 }
 
-/// Query piece `p + 1` is a `]` or `)` that closes a bracket of its kind
-/// opened before piece `start` (and not closed between them), and the
-/// bracket holds a list: a `,` or `;` of its own between the opening and
-/// `p` ("[18, 16, 22]", not "(weight 0.3)").
-pub(crate) fn closes_bracket(
-    r: &crate::render::Rendered,
-    tok: &Tok,
-    start: usize,
-    p: usize,
-) -> bool {
-    let open = match query_piece(r, tok, p + 1) {
-        Some("]") => "[",
-        Some(")") => "(",
-        _ => return false,
-    };
-    let close = if open == "[" { "]" } else { ")" };
-    let mut depth = 0i32;
-    let mut opening = None;
-    for k in (1..start).rev() {
-        match query_piece(r, tok, k) {
-            Some(x) if x == close => depth += 1,
-            Some(x) if x == open => {
-                if depth == 0 {
-                    opening = Some(k);
-                    break;
-                }
-                depth -= 1;
-            }
-            _ => {}
-        }
-    }
-    let Some(k) = opening else { return false };
-    // A separator inside the bracket, outside any bracket nested in it.
-    let mut nested = 0i32;
-    (k + 1..=p).any(|j| match query_piece(r, tok, j) {
-        Some("[" | "(" | "{") => {
-            nested += 1;
-            false
-        }
-        Some("]" | ")" | "}") => {
-            nested -= 1;
-            false
-        }
-        Some("," | ";") => nested == 0,
-        _ => false,
-    })
-}
-
 /// The whole query word that starts at piece `p` (its letters and
 /// digits), as written; `None` outside the query and for special pieces
 /// ([SEP]), whose span is empty.
@@ -1226,7 +1072,6 @@ pub(crate) fn anchored_positions(
     tok: &Tok,
     name: &str,
     numeric: bool,
-    window: usize,
 ) -> Vec<usize> {
     let mut out = Vec::new();
     let query_len = r.segs.iter().take_while(|&&s| s == 0).count();
@@ -1240,21 +1085,6 @@ pub(crate) fn anchored_positions(
         // Query text only: not the [SEP] that closes it.
         if j + 1 < query_len && query_piece(r, tok, j).is_some() {
             out.push(j);
-        }
-        // Numbers: also the first number within `window` pieces, past
-        // other words, up to the end of the clause.
-        if numeric {
-            let end = (j + window).min(query_len.saturating_sub(1));
-            for k in j..end {
-                match query_piece(r, tok, k) {
-                    Some("," | ";" | "." | "?" | "!") | None => break,
-                    Some(_) if number_starts(r, tok, k) => {
-                        out.push(k);
-                        break;
-                    }
-                    Some(_) => {}
-                }
-            }
         }
         if numeric && s > 1 {
             // Walk back over the number's pieces to its first one.
@@ -1296,48 +1126,6 @@ fn name_mentions(r: &crate::render::Rendered, tok: &Tok, name: &str) -> Vec<(usi
             }
         }
     }
-    out
-}
-
-/// Words that do not name a value when they come right before a
-/// parameter's name ("the style", "in format", "my location").
-const NOT_BEFORE: &[&str] = &[
-    "in", "for", "with", "and", "or", "my", "your", "our", "their", "his", "her", "its", "this",
-    "that", "these", "those", "any", "some", "each", "every", "which", "what", "by", "on", "from",
-    "per", "no", "all", "new",
-];
-
-/// Query positions where a text value is named right before its
-/// parameter's name: the first piece of the word before each whole-word
-/// mention of one of the name's words ("grunge style"), unless that word is
-/// a filler, a preposition or a determiner, or has no letters.
-pub(crate) fn before_name_positions(
-    r: &crate::render::Rendered,
-    tok: &Tok,
-    name: &str,
-) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (s, _) in name_mentions(r, tok, name) {
-        if s < 2 {
-            continue;
-        }
-        let mut k = s - 1;
-        while k > 1 && starts_mid_word(r, tok, k) {
-            k -= 1;
-        }
-        let word: String = (k..s)
-            .filter_map(|p| query_piece(r, tok, p))
-            .collect::<String>()
-            .to_lowercase();
-        if word.chars().any(char::is_alphabetic)
-            && !FILLERS.contains(&word.as_str())
-            && !NOT_BEFORE.contains(&word.as_str())
-        {
-            out.push(k);
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
     out
 }
 
@@ -1518,7 +1306,7 @@ fn narrow(allowed: Vec<(usize, Choice)>, keep: impl Fn(Choice) -> bool) -> Vec<(
 }
 
 /// Drop calls that add nothing: an exact repeat of an earlier call, and,
-/// with `novel` (`ModelConfig::novel_repeat_calls`), a further call of a
+/// with `novel` (`DecodeConfig::novel_repeat_calls`), a further call of a
 /// function already called that copies no query position (`copies[i]`:
 /// the positions call `i` copied) that an earlier kept call of it did not.
 fn drop_repeats(decoded: Vec<Call>, copies: &[Vec<usize>], novel: bool) -> Vec<Call> {

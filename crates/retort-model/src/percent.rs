@@ -1,4 +1,4 @@
-//! Percentages as fractions (`ModelConfig::percent_fractions`).
+//! Percentages as fractions (`DecodeConfig::percent_fractions`).
 //!
 //! A request says "an interest rate of 5%"; a parameter described as "the
 //! rate as a decimal" wants 0.05. The teachers' calls follow the

@@ -1,5 +1,5 @@
-//! Rewriting decoded arguments after decoding (dates, percentages,
-//! places): one walk shared by those rules.
+//! Rewriting decoded arguments after decoding (dates, percentages): one
+//! walk shared by those rules.
 
 use retort_core::{Call, Schema, Tool};
 use serde_json::Value;

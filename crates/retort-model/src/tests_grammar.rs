@@ -282,53 +282,6 @@ fn copy_restores_original_casing() {
 }
 
 #[test]
-fn schema_order_keeps_parameters_in_order_without_skipping_required_ones() {
-    let Some(tok) = tok() else { return };
-    let ts = tools();
-    let r = render(&tok, "buy 3 pens for 2.5 dollars", &ts, LIM, &[]).expect("render");
-    let opts = CallOptions::default();
-    let mut free = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
-    drive(&mut free, &[Choice::Function(1)]);
-    // Without the rule any parameter may come first.
-    assert!((0..5).all(|k| free.allowed(Choice::Param(k))));
-    let mut g = Grammar::new(&tok, &r, &ts, &[], &opts, 40);
-    g.schema_order = true;
-    drive(&mut g, &[Choice::Function(1)]);
-    // product (required) first: qty (required) cannot be skipped.
-    let allowed: Vec<usize> = (0..5).filter(|&k| g.allowed(Choice::Param(k))).collect();
-    assert_eq!(allowed, vec![0]);
-    let id = |s: &str| tok.ids(s).expect("ids")[0];
-    drive(
-        &mut g,
-        &[
-            Choice::Param(0),
-            Choice::Token(id("pens"), None),
-            Choice::Action(action::END_VAL),
-            Choice::Param(1),
-            Choice::Token(id("3"), None),
-            Choice::Action(action::END_VAL),
-        ],
-    );
-    // Optional ones may be skipped, but none comes back after a later one.
-    let allowed: Vec<usize> = (0..5).filter(|&k| g.allowed(Choice::Param(k))).collect();
-    assert_eq!(allowed, vec![2, 3, 4]);
-    drive(
-        &mut g,
-        &[
-            Choice::Param(3),
-            Choice::Token(id("true"), None),
-            Choice::Action(action::END_VAL),
-        ],
-    );
-    let allowed: Vec<usize> = (0..5).filter(|&k| g.allowed(Choice::Param(k))).collect();
-    assert_eq!(allowed, vec![4]);
-    assert!(g.allowed(Choice::Action(action::END_CALL)));
-    drive(&mut g, &[Choice::Action(action::END_CALL)]);
-    assert_eq!(g.calls[0].arguments["qty"], json!(3));
-    assert!(g.calls[0].arguments.get("price").is_none());
-}
-
-#[test]
 fn masks_follow_the_schema() {
     let Some(tok) = tok() else { return };
     let ts = tools();
@@ -560,30 +513,6 @@ fn generated_times_and_decimals_have_no_spaces_inside() {
     assert_eq!(text("paris, france"), "paris, france");
     assert_eq!(text("at 9: 30"), "at 9:30");
     assert_eq!(text("end. 5 more"), "end. 5 more");
-}
-
-/// `bracket_lists`: which copied elements end a bracketed list.
-#[test]
-fn bracketed_lists_end_at_the_bracket_that_holds_them() {
-    let Some(tok) = tok() else { return };
-    let q = "Control [10, 15] and B(1,2) at (weight 0.3) or [4]";
-    let r = render(&tok, q, &tools(), LIM, &[]).expect("render");
-    let at = |w: &str, nth: usize| {
-        (1..r.len())
-            .filter(|&i| crate::grammar::detokenize(&tok, &r, &[(r.ids[i], Some(i))]) == w)
-            .nth(nth)
-            .expect("piece")
-    };
-    let ends = |start: usize, p: usize| crate::model::closes_bracket(&r, &tok, start, p);
-    // "10" is followed by ",", "15" by the "]" of a list.
-    assert!(!ends(at("10", 0), at("10", 0)));
-    assert!(ends(at("15", 0), at("15", 0)));
-    // "2" closes "(1,2)"; "0.3" closes a bracket that holds no list; "4"
-    // closes a one-item bracket.
-    assert!(ends(at("2", 0), at("2", 0)));
-    let three = at("3", 0);
-    assert!(!ends(three - 2, three));
-    assert!(!ends(at("4", 0), at("4", 0)));
 }
 
 /// `kind_word_bias`: the query words that name a parameter's kind.

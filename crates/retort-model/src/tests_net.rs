@@ -536,53 +536,80 @@ fn incremental_decoding_matches_full_prefix() {
     }
 }
 
-/// A large copy bias makes every value piece a copy from the query: the
-/// required string comes out as a slice of the query text.
+/// A tiny random model (seed `seed`) that generates only `gen_vocab` and
+/// never wants to end a value: its `END_VAL` logit is lowered by 40, so a
+/// value goes on to its 40-piece cap unless a rule ends it. `None` without
+/// a tokenizer.
+fn unending_values_model(gen_vocab: Vec<u32>, seed: u64) -> Option<Model> {
+    let tj = tokenizer_json()?;
+    let cfg = ModelConfig::tiny(gen_vocab);
+    let layout = Layout::new(&cfg);
+    let mut host = HostParams::init(&layout, seed);
+    let bias = layout.index_of("head.action.bias").expect("action bias");
+    host.values[bias][crate::net::action::END_VAL] = -40.0;
+    Some(Model::from_parts(cfg, &host, &tj).expect("model"))
+}
+
+/// With the contiguous-copy rule, a value copied from the query is one
+/// span of it: every piece comes from the query position after the last.
 #[test]
-fn copy_bias_prefers_query_pieces() {
-    let Some(tj) = tokenizer_json() else { return };
-    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
-    let host = HostParams::init(&Layout::new(&cfg), 21);
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    m.update_config(|c| c.copy_bias = 40.0).expect("bias");
+fn contiguous_copies_keep_a_value_one_span_of_the_query() {
+    // Nothing can be generated and only the query is copied, so every
+    // piece of a value is a query piece.
+    let Some(mut m) = unending_values_model(vec![], 21) else {
+        return;
+    };
+    m.update_config(|c| c.decode.query_copies_only = true)
+        .expect("rule");
     let q = "What is the weather in Reykjavik today?";
     let opts = CallOptions {
         require_call: true,
         ..Default::default()
     };
-    let d = m.predict(q, &weather_tools(), &opts).expect("predict");
-    let city = d.calls[0].arguments["city"].as_str().expect("string");
-    assert!(!city.is_empty());
-    for word in city.split_whitespace() {
-        assert!(q.contains(word), "{city:?} is not copied from the query");
+    let city = |m: &Model| -> String {
+        let d = m.predict(q, &weather_tools(), &opts).expect("predict");
+        retort_core::validate_all(&d.calls, &weather_tools()).expect("valid");
+        d.calls[0].arguments["city"]
+            .as_str()
+            .expect("string")
+            .to_string()
+    };
+    let scattered = city(&m);
+    for word in scattered.split(|c: char| !c.is_alphanumeric()) {
+        assert!(
+            q.contains(word),
+            "{scattered:?} is not copied from the query"
+        );
     }
-    // With contiguous copies the value starts as one span of the query
-    // (once the span cannot go on, this random network may append
-    // generated pieces).
-    m.update_config(|c| c.contiguous_copy = true).expect("rule");
-    let d = m.predict(q, &weather_tools(), &opts).expect("predict");
-    retort_core::validate_all(&d.calls, &weather_tools()).expect("valid");
-    let city = d.calls[0].arguments["city"].as_str().expect("string");
     assert!(
-        q.split_whitespace()
-            .any(|w| city.starts_with(w.trim_end_matches('?'))),
-        "{city:?}"
+        !q.contains(scattered.as_str()),
+        "without the rule this network copies from here and there: {scattered:?}"
     );
-    assert!(m.update_config(|c| c.copy_bias = f64::NAN).is_err());
+    m.update_config(|c| c.decode.contiguous_copy = true)
+        .expect("rule");
+    let span = city(&m);
+    assert!(!span.is_empty());
+    assert!(
+        q.contains(span.as_str()),
+        "{span:?} is not one span of {q:?}"
+    );
 }
 
 /// With the whole-word rule, copied values start and end on word
 /// boundaries of the query: every word of the value is a whole query word.
 #[test]
 fn whole_word_copies_keep_words_intact() {
-    let Some(tj) = tokenizer_json() else { return };
-    // Only "." can be generated, so every word of a value is copied.
-    let cfg = ModelConfig::tiny(vec![1012]);
-    let host = HostParams::init(&Layout::new(&cfg), 21);
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    m.update_config(|c| c.copy_bias = 40.0).expect("bias");
-    m.update_config(|c| c.contiguous_copy = true).expect("rule");
-    m.update_config(|c| c.whole_word_copy = true).expect("rule");
+    // Only "." can be generated, so every word of a value is copied (and
+    // only from the query).
+    let Some(mut m) = unending_values_model(vec![1012], 21) else {
+        return;
+    };
+    m.update_config(|c| {
+        c.decode.query_copies_only = true;
+        c.decode.contiguous_copy = true;
+        c.decode.whole_word_copy = true;
+    })
+    .expect("rules");
     let opts = CallOptions {
         require_call: true,
         ..Default::default()
@@ -602,8 +629,8 @@ fn whole_word_copies_keep_words_intact() {
         retort_core::validate_all(&d.calls, &weather_tools()).expect("valid");
         let city = d.calls[0].arguments["city"].as_str().expect("string");
         let qw = words(q);
-        // The copy bias keeps the value going until its 40-piece cap, which
-        // may cut the last word; every other word is whole.
+        // The value goes on until its 40-piece cap or the end of the
+        // query; the cap may cut the last word, every other one is whole.
         let vw = words(city);
         assert!(vw.len() > 1, "{city:?}");
         for w in &vw[..vw.len() - 1] {
@@ -616,19 +643,13 @@ fn whole_word_copies_keep_words_intact() {
 }
 
 /// With the query-copies-only rule, a free-text value copies pieces from
-/// the query only: pushed away from the query by a negative copy bias, the
-/// value comes from the tool's text without the rule, and with it no word
-/// of the tool's text gets into the value (it ends early instead).
+/// the query only: without the rule some of these networks' values take
+/// words of the tool's text, and with it no word of the tool's text gets
+/// into any value.
 #[test]
 fn query_copies_only_keeps_tool_text_out_of_values() {
-    let Some(tj) = tokenizer_json() else { return };
-    // Nothing can be generated, so every piece of a value is copied.
-    let cfg = ModelConfig::tiny(vec![]);
-    let host = HostParams::init(&Layout::new(&cfg), 21);
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    m.update_config(|c| c.copy_bias = -40.0).expect("bias");
     let tools = Tool::parse_many(
-        &json!([{"name": "get_weather", "description": "zanzibar quokka marmalade",
+        &json!([{"name": "get_forecast", "description": "zanzibar quokka marmalade",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
           "required": ["city"]}}]),
         ToolFormat::Auto,
@@ -652,15 +673,25 @@ fn query_copies_only_keeps_tool_text_out_of_values() {
             .filter(|w| !w.is_empty())
             .all(|w| q.contains(w))
     };
-    let without = city(&m);
-    assert!(
-        !from_query(&without),
-        "{without:?} should come from the tool text"
-    );
-    m.update_config(|c| c.query_copies_only = true)
-        .expect("rule");
-    let with = city(&m);
-    assert!(from_query(&with), "{with:?} is not copied from {q:?}");
+    let mut took_tool_text = 0;
+    for seed in 0..8 {
+        // Nothing can be generated, so every piece of a value is copied.
+        let Some(mut m) = unending_values_model(vec![], seed) else {
+            return;
+        };
+        if !from_query(&city(&m)) {
+            took_tool_text += 1;
+        }
+        m.update_config(|c| c.decode.query_copies_only = true)
+            .expect("rule");
+        let with = city(&m);
+        assert!(!with.is_empty(), "seed {seed}");
+        assert!(
+            from_query(&with),
+            "seed {seed}: {with:?} is not copied from {q:?}"
+        );
+    }
+    assert!(took_tool_text > 0, "no network copied from the tool text");
 }
 
 /// A tiny random model (seed 9), or `None` without a tokenizer.
@@ -703,20 +734,24 @@ fn overlap_bias_steers_the_first_function_choice() {
         retort_core::validate_all(&d.calls, &tools).expect("valid");
         d.calls[0].name.clone()
     };
-    m.update_config(|c| c.overlap_bias = 40.0).expect("bias");
+    m.update_config(|c| c.decode.overlap_bias = 40.0)
+        .expect("bias");
     assert_eq!(first(&m), "get_weather");
-    m.update_config(|c| c.overlap_bias = -40.0).expect("bias");
+    m.update_config(|c| c.decode.overlap_bias = -40.0)
+        .expect("bias");
     assert_eq!(first(&m), "book_flight");
     // The prior steers the choice only: where it agrees with the model's
     // own choice, the answer and its confidence are those without it.
-    m.update_config(|c| c.overlap_bias = 0.0).expect("bias");
+    m.update_config(|c| c.decode.overlap_bias = 0.0)
+        .expect("bias");
     let own = m.predict(q, &tools, &opts).expect("predict");
     let agree = if own.calls[0].name == "get_weather" {
         40.0
     } else {
         -40.0
     };
-    m.update_config(|c| c.overlap_bias = agree).expect("bias");
+    m.update_config(|c| c.decode.overlap_bias = agree)
+        .expect("bias");
     let steered = m.predict(q, &tools, &opts).expect("predict");
     assert_eq!(steered.calls, own.calls);
     assert_eq!(steered.confidence, own.confidence);
@@ -733,7 +768,8 @@ fn refusal_overlap_bias_scales_with_shared_word_pieces() {
     let shared = "weather in the city of Oslo";
     let unrelated = "tell me a joke";
     // Refusing wins everywhere with a large refusal bias...
-    m.update_config(|c| c.refusal_bias = 30.0).expect("bias");
+    m.update_config(|c| c.decode.refusal_bias = 30.0)
+        .expect("bias");
     for q in [shared, unrelated] {
         assert!(
             m.predict(q, &tools, &opts)
@@ -743,7 +779,7 @@ fn refusal_overlap_bias_scales_with_shared_word_pieces() {
         );
     }
     // ...until the request shares enough with the tool to outweigh it.
-    m.update_config(|c| c.refusal_overlap_bias = 25.0)
+    m.update_config(|c| c.decode.refusal_overlap_bias = 25.0)
         .expect("bias");
     let d = m.predict(shared, &tools, &opts).expect("predict");
     retort_core::validate_all(&d.calls, &tools).expect("valid");
@@ -764,31 +800,12 @@ const PLANE_THEN_WEATHER: &str = "reserve a plane seat, then the weather forecas
 /// budget holds several calls.
 fn short_calls(m: &mut Model, stop: f64) {
     m.update_config(|c| {
-        c.refusal_bias = -30.0;
-        c.extra_call_bias = stop;
+        c.decode.refusal_bias = -30.0;
+        c.decode.extra_call_bias = stop;
         c.max_value_tokens = 2;
-        c.end_call_bias = 30.0;
+        c.decode.end_call_bias = 30.0;
     })
     .expect("bias");
-}
-
-/// `extra_call_overlap_bias` keeps decoding after a call while a tool not
-/// called yet shares word pieces with the request.
-#[test]
-fn extra_call_overlap_bias_calls_a_tool_the_request_names_too() {
-    let Some(mut m) = tiny_model() else { return };
-    let tools = flight_and_weather_tools();
-    let opts = CallOptions::default();
-    let q = PLANE_THEN_WEATHER;
-    short_calls(&mut m, 30.0);
-    let one = m.predict(q, &tools, &opts).expect("predict");
-    assert_eq!(one.calls.len(), 1, "{one:?}");
-    m.update_config(|c| c.extra_call_overlap_bias = 25.0)
-        .expect("bias");
-    let more = m.predict(q, &tools, &opts).expect("predict");
-    retort_core::validate_all(&more.calls, &tools).expect("valid");
-    assert!(more.calls.len() >= 2, "{more:?}");
-    assert_eq!(more.calls[0], one.calls[0]);
 }
 
 /// `later_overlap_bias` moves a later call to the tool sharing the words of
@@ -801,13 +818,14 @@ fn later_overlap_bias_moves_on_to_the_part_not_yet_answered() {
     let opts = CallOptions::default();
     let q = PLANE_THEN_WEATHER;
     short_calls(&mut m, -30.0);
-    m.update_config(|c| c.overlap_bias = 40.0).expect("bias");
+    m.update_config(|c| c.decode.overlap_bias = 40.0)
+        .expect("bias");
     let names = |m: &Model| -> Vec<String> {
         let d = m.predict(q, &tools, &opts).expect("predict");
         retort_core::validate_all(&d.calls, &tools).expect("valid");
         d.calls.into_iter().map(|c| c.name).collect()
     };
-    m.update_config(|c| c.later_overlap_bias = 40.0)
+    m.update_config(|c| c.decode.later_overlap_bias = 40.0)
         .expect("bias");
     let on = names(&m);
     assert_eq!(
@@ -816,7 +834,7 @@ fn later_overlap_bias_moves_on_to_the_part_not_yet_answered() {
         "{on:?}"
     );
     // Negative, it keeps to the tool already called.
-    m.update_config(|c| c.later_overlap_bias = -40.0)
+    m.update_config(|c| c.decode.later_overlap_bias = -40.0)
         .expect("bias");
     let off = names(&m);
     assert!(
@@ -824,7 +842,7 @@ fn later_overlap_bias_moves_on_to_the_part_not_yet_answered() {
         "{off:?}"
     );
     assert!(
-        m.update_config(|c| c.later_overlap_bias = f64::NAN)
+        m.update_config(|c| c.decode.later_overlap_bias = f64::NAN)
             .is_err()
     );
 }
@@ -839,13 +857,13 @@ fn stop_rest_overlap_bias_calls_until_the_request_is_spoken_to() {
     let q = PLANE_THEN_WEATHER;
     short_calls(&mut m, 30.0);
     m.update_config(|c| {
-        c.overlap_bias = 40.0;
-        c.later_overlap_bias = 40.0;
+        c.decode.overlap_bias = 40.0;
+        c.decode.later_overlap_bias = 40.0;
     })
     .expect("bias");
     let one = m.predict(q, &tools, &opts).expect("predict");
     assert_eq!(one.calls.len(), 1, "{one:?}");
-    m.update_config(|c| c.stop_rest_overlap_bias = 25.0)
+    m.update_config(|c| c.decode.stop_rest_overlap_bias = 25.0)
         .expect("bias");
     let two = m.predict(q, &tools, &opts).expect("predict");
     retort_core::validate_all(&two.calls, &tools).expect("valid");
@@ -860,8 +878,8 @@ fn stop_rest_overlap_bias_calls_until_the_request_is_spoken_to() {
 fn refusal_bias_leaves_the_confidence_of_an_agreeing_choice() {
     let Some(mut m) = tiny_model() else { return };
     m.update_config(|c| {
-        c.overlap_bias = 0.0;
-        c.refusal_bias = 0.0;
+        c.decode.overlap_bias = 0.0;
+        c.decode.refusal_bias = 0.0;
     })
     .expect("bias");
     let tools = weather_tools();
@@ -869,15 +887,18 @@ fn refusal_bias_leaves_the_confidence_of_an_agreeing_choice() {
     for q in ["weather forecast for Oslo", "tell me a joke"] {
         let own = m.predict(q, &tools, &opts).expect("predict");
         let agree = if own.calls.is_empty() { 40.0 } else { -40.0 };
-        m.update_config(|c| c.refusal_bias = agree).expect("bias");
+        m.update_config(|c| c.decode.refusal_bias = agree)
+            .expect("bias");
         let steered = m.predict(q, &tools, &opts).expect("predict");
         assert_eq!(steered.calls, own.calls, "{q}");
         assert_eq!(steered.confidence, own.confidence, "{q}");
         // Against the model's choice it flips the decision.
-        m.update_config(|c| c.refusal_bias = -agree).expect("bias");
+        m.update_config(|c| c.decode.refusal_bias = -agree)
+            .expect("bias");
         let flipped = m.predict(q, &tools, &opts).expect("predict");
         assert_ne!(flipped.calls.is_empty(), own.calls.is_empty(), "{q}");
-        m.update_config(|c| c.refusal_bias = 0.0).expect("bias");
+        m.update_config(|c| c.decode.refusal_bias = 0.0)
+            .expect("bias");
     }
 }
 
@@ -901,9 +922,10 @@ fn call_and_argument_biases_steer_decoding() {
         retort_core::validate_all(&d.calls, &tools).expect("valid");
         d.calls
     };
-    m.update_config(|c| c.extra_call_bias = 40.0).expect("bias");
+    m.update_config(|c| c.decode.extra_call_bias = 40.0)
+        .expect("bias");
     assert_eq!(run(&m).len(), 1);
-    m.update_config(|c| c.extra_call_bias = -40.0)
+    m.update_config(|c| c.decode.extra_call_bias = -40.0)
         .expect("bias");
     assert!(run(&m).len() > 1, "{:?}", run(&m));
     // A tool whose only parameter is optional: the call may end at once.
@@ -919,12 +941,20 @@ fn call_and_argument_biases_steer_decoding() {
         retort_core::validate_all(&d.calls, &optional).expect("valid");
         d.calls[0].arguments.clone()
     };
-    m.update_config(|c| c.end_call_bias = 40.0).expect("bias");
+    m.update_config(|c| c.decode.end_call_bias = 40.0)
+        .expect("bias");
     assert!(args(&m).is_empty(), "{:?}", args(&m));
-    m.update_config(|c| c.end_call_bias = -40.0).expect("bias");
+    m.update_config(|c| c.decode.end_call_bias = -40.0)
+        .expect("bias");
     assert!(args(&m).contains_key("units"), "{:?}", args(&m));
-    assert!(m.update_config(|c| c.end_call_bias = f64::NAN).is_err());
-    assert!(m.update_config(|c| c.extra_call_bias = 51.0).is_err());
+    assert!(
+        m.update_config(|c| c.decode.end_call_bias = f64::NAN)
+            .is_err()
+    );
+    assert!(
+        m.update_config(|c| c.decode.extra_call_bias = 51.0)
+            .is_err()
+    );
 }
 
 /// A compact model file keeps its int8 word table and encoder matrices as
@@ -1423,49 +1453,6 @@ fn host_lower_layers_then_encode_from_match_encode() {
     }
 }
 
-/// With the non-empty-array rule, an array value has at least one element,
-/// even from a network whose every step prefers ending the value.
-#[test]
-fn non_empty_arrays_get_an_element() {
-    let Some(tj) = tokenizer_json() else { return };
-    let tools = Tool::parse_many(
-        &json!([{"name": "plan_trip", "description": "Plan a trip through cities",
-          "parameters": {"type": "object", "properties": {
-            "cities": {"type": "array", "items": {"type": "string"}}},
-          "required": ["cities"]}}]),
-        ToolFormat::Auto,
-    )
-    .expect("tools");
-    let opts = CallOptions {
-        require_call: true,
-        ..Default::default()
-    };
-    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
-    let layout = Layout::new(&cfg);
-    let mut host = HostParams::init(&layout, 5);
-    let bias = layout.index_of("head.action.bias").expect("action bias");
-    host.values[bias][crate::net::action::END_VAL] = 60.0;
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    m.update_config(|c| c.copy_bias = 40.0).expect("bias");
-    let q = "Plan a trip through Oslo, Bergen and Tromso";
-    let cities = |m: &Model| {
-        let d = m.predict(q, &tools, &opts).expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        d.calls
-            .first()
-            .and_then(|c| c.arguments.get("cities"))
-            .and_then(|v| v.as_array().map(Vec::len))
-    };
-    assert_eq!(
-        cities(&m),
-        Some(0),
-        "without the rule the list ends at once"
-    );
-    m.update_config(|c| c.non_empty_arrays = true)
-        .expect("rule");
-    assert_eq!(cities(&m), Some(1), "with the rule it gets one element");
-}
-
 /// With the thousands-separator rule, a number copied from the query goes
 /// on through ",345": "12,345" gives 12345 (without it, 12); inside a list,
 /// "100,200" stays two elements.
@@ -1498,9 +1485,9 @@ fn thousands_separators_join_digit_groups() {
         let host = HostParams::init(&Layout::new(&cfg), seed);
         let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
         m.update_config(|c| {
-            c.copy_bias = 40.0;
-            c.contiguous_copy = true;
-            c.whole_word_copy = true;
+            c.decode.query_copies_only = true;
+            c.decode.contiguous_copy = true;
+            c.decode.whole_word_copy = true;
         })
         .expect("rules");
         let amount = |m: &Model| {
@@ -1515,7 +1502,7 @@ fn thousands_separators_join_digit_groups() {
         };
         let before = amount(&m);
         assert!(matches!(before, Some(12 | 345)), "seed {seed}: {before:?}");
-        m.update_config(|c| c.thousands_separators = true)
+        m.update_config(|c| c.decode.thousands_separators = true)
             .expect("rule");
         let after = amount(&m);
         assert!(matches!(after, Some(12345 | 345)), "seed {seed}: {after:?}");
@@ -1548,7 +1535,7 @@ fn thousands_separators_join_digit_groups() {
         let cfg = ModelConfig::tiny(vec![dot, comma, group]);
         let host = HostParams::init(&Layout::new(&cfg), seed);
         let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-        m.update_config(|c| c.thousands_separators = true)
+        m.update_config(|c| c.decode.thousands_separators = true)
             .expect("rule");
         let d = m.predict("Send 7 dollars", &tools, &pay).expect("predict");
         retort_core::validate_all(&d.calls, &tools).expect("valid");
@@ -1580,64 +1567,14 @@ fn name_anchors_point_next_to_parameter_names() {
             .collect()
     };
     use crate::model::anchored_positions as anchors;
-    assert_eq!(text_at(anchors(&r, &t, "height", false, 0)), vec!["4"]);
-    assert_eq!(text_at(anchors(&r, &t, "width", true, 0)), vec!["9"]);
+    assert_eq!(text_at(anchors(&r, &t, "height", false)), vec!["4"]);
+    assert_eq!(text_at(anchors(&r, &t, "width", true)), vec!["9"]);
+    assert_eq!(text_at(anchors(&r, &t, "num_passengers", true)), vec!["3"]);
     assert_eq!(
-        text_at(anchors(&r, &t, "num_passengers", true, 0)),
-        vec!["3"]
-    );
-    assert_eq!(
-        text_at(anchors(&r, &t, "passengers", false, 0)),
+        text_at(anchors(&r, &t, "passengers", false)),
         Vec::<String>::new()
     );
-    assert!(anchors(&r, &t, "depth", true, 0).is_empty());
-}
-
-/// With a window, a name mention also points a number at the first number
-/// after it past other words, within its clause.
-#[test]
-fn anchor_window_reaches_past_words_to_a_number() {
-    let Some(t) = crate::testutil::tok() else {
-        return;
-    };
-    let q = "initial temperature of 300K, final temperature of -40 and heat 5";
-    let tools = weather_tools();
-    let cfg = ModelConfig::tiny(vec![1012]);
-    let r = crate::render::render(&t, q, &tools, crate::model::infer_limits(&cfg), &[])
-        .expect("render");
-    let text_at = |ps: Vec<usize>| -> Vec<String> {
-        ps.into_iter()
-            .map(|p| {
-                let (a, b) = r.spans[p];
-                r.text[a..b].to_string()
-            })
-            .collect()
-    };
-    use crate::model::anchored_positions as anchors;
-    // Without the window only the word right after the mention.
-    assert_eq!(
-        text_at(anchors(&r, &t, "final_temp", true, 0)),
-        vec!["temperature"]
-    );
-    assert_eq!(
-        text_at(anchors(&r, &t, "final_temp", true, 4)),
-        vec!["temperature", "-"]
-    );
-    // Not past the end of the clause ("300K," ends the first one), and not
-    // for values that are not numbers.
-    assert_eq!(
-        text_at(anchors(&r, &t, "initial_temp", true, 4)),
-        vec!["temperature", "300"]
-    );
-    assert_eq!(
-        text_at(anchors(&r, &t, "initial_temp", false, 4)),
-        vec!["temperature"]
-    );
-    // Too short a window finds nothing more.
-    assert_eq!(
-        text_at(anchors(&r, &t, "final_temp", true, 2)),
-        vec!["temperature"]
-    );
+    assert!(anchors(&r, &t, "depth", true).is_empty());
 }
 
 /// Where the next item of a list starts: past a separator, at an item of
@@ -1675,10 +1612,10 @@ fn copying_calls(m: &mut Model, max_value_tokens: usize) {
     short_calls(m, 30.0);
     m.update_config(|c| {
         c.max_value_tokens = max_value_tokens;
-        c.name_anchor_bias = 40.0;
-        c.query_copies_only = true;
-        c.contiguous_copy = true;
-        c.whole_word_copy = true;
+        c.decode.name_anchor_bias = 40.0;
+        c.decode.query_copies_only = true;
+        c.decode.contiguous_copy = true;
+        c.decode.whole_word_copy = true;
     })
     .expect("bias");
 }
@@ -1713,17 +1650,19 @@ fn next_item_bias_reads_a_list_in_order() {
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
     };
-    m.update_config(|c| c.next_item_bias = 40.0).expect("bias");
+    m.update_config(|c| c.decode.next_item_bias = 40.0)
+        .expect("bias");
     let on = flows(&m);
     assert_eq!(
         on.get(..4),
         Some(&[json!(200), json!(300), json!(400), json!(500)][..]),
         "{on:?}"
     );
-    m.update_config(|c| c.next_item_bias = -40.0).expect("bias");
+    m.update_config(|c| c.decode.next_item_bias = -40.0)
+        .expect("bias");
     let off = flows(&m);
     assert_eq!(off, vec![json!(200)]);
-    assert!(m.update_config(|c| c.next_item_bias = 51.0).is_err());
+    assert!(m.update_config(|c| c.decode.next_item_bias = 51.0).is_err());
 }
 
 /// `next_call_item_bias` calls a function again for each further item of
@@ -1746,7 +1685,7 @@ fn next_call_item_bias_calls_once_per_listed_item() {
     };
     let one = cities(&m);
     assert_eq!(one.len(), 1, "{one:?}");
-    m.update_config(|c| c.next_call_item_bias = 45.0)
+    m.update_config(|c| c.decode.next_call_item_bias = 45.0)
         .expect("bias");
     let all = cities(&m);
     assert_eq!(
@@ -1826,10 +1765,10 @@ fn mentioned_param_bias_gives_the_parameters_a_request_names() {
             .first()
             .is_some_and(|c| c.arguments.contains_key("include_human_impact"))
     };
-    m.update_config(|c| c.mentioned_param_bias = 45.0)
+    m.update_config(|c| c.decode.mentioned_param_bias = 45.0)
         .expect("bias");
     assert!(given(&m));
-    m.update_config(|c| c.mentioned_param_bias = -45.0)
+    m.update_config(|c| c.decode.mentioned_param_bias = -45.0)
         .expect("bias");
     assert!(!given(&m));
 }
@@ -1858,14 +1797,14 @@ fn capital_run_bias_copies_names_whole() {
             .unwrap_or_default()
             .to_string()
     };
-    m.update_config(|c| c.capital_run_bias = 40.0)
+    m.update_config(|c| c.decode.capital_run_bias = 40.0)
         .expect("bias");
     let on = city(&m);
     assert!(
         on.starts_with("Santa Clara") && !on.contains("county"),
         "{on:?}"
     );
-    m.update_config(|c| c.capital_run_bias = -40.0)
+    m.update_config(|c| c.decode.capital_run_bias = -40.0)
         .expect("bias");
     let off = city(&m);
     assert!(
@@ -1900,67 +1839,4 @@ fn all_temperatures_only_when_asked() {
         .position(|&t| t == m.net.cfg.confidence_temperature)
         .expect("the tiny model's temperature is a calibration one");
     assert!((full.logp[own].exp() - full.confidence).abs() < 1e-9);
-}
-
-/// A text value named right before its parameter's name: the word before
-/// each mention ("grunge style", "png format"), walked back to its first
-/// piece, and nothing after a filler or a preposition ("the style").
-#[test]
-fn before_name_positions_point_at_the_word_before_a_name() {
-    let q = "A cyberpunk style avatar, png format, in the style of a town";
-    let Some((t, r)) = rendered(q, &avatar_tools()) else {
-        return;
-    };
-    use crate::model::before_name_positions as before;
-    let starts = |name: &str| -> Vec<usize> {
-        before(&r, &t, name)
-            .into_iter()
-            .map(|p| r.spans[p].0)
-            .collect()
-    };
-    assert_eq!(starts("style"), vec![q.find("cyberpunk").expect("word")]);
-    assert_eq!(starts("image_format"), vec![q.find("png").expect("word")]);
-    assert!(starts("town").is_empty(), "after a determiner");
-    assert!(starts("size").is_empty(), "never mentioned");
-}
-
-/// One tool with two text parameters, for `name_before_bias`.
-fn avatar_tools() -> Vec<Tool> {
-    Tool::parse_many(
-        &json!([{"name": "generate_avatar", "description": "Draw an avatar",
-          "parameters": {"type": "object", "properties": {
-            "style": {"type": "string"}},
-          "required": ["style"]}}]),
-        ToolFormat::Auto,
-    )
-    .expect("tools")
-}
-
-/// `name_before_bias` copies the word written right before a parameter's
-/// name; negative, it copies something else.
-#[test]
-fn name_before_bias_copies_the_word_before_a_name() {
-    let Some(mut m) = tiny_model() else { return };
-    let tools = avatar_tools();
-    let opts = CallOptions::default();
-    copying_calls(&mut m, 1);
-    m.update_config(|c| c.name_anchor_bias = 0.0).expect("bias");
-    let style = |m: &Model| -> String {
-        let d = m
-            .predict("draw me a dark style avatar please", &tools, &opts)
-            .expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        d.calls
-            .first()
-            .and_then(|c| c.arguments.get("style"))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    m.update_config(|c| c.name_before_bias = 40.0)
-        .expect("bias");
-    assert_eq!(style(&m), "dark");
-    m.update_config(|c| c.name_before_bias = -40.0)
-        .expect("bias");
-    assert_ne!(style(&m), "dark");
 }

@@ -246,7 +246,7 @@ fn tiny_model_overfits_a_dozen_examples() {
         &data,
         None,
         None,
-        Default::default(),
+        &Default::default(),
         Some(&dir.path().join("failures.jsonl")),
     )
     .expect("eval");

@@ -956,11 +956,13 @@ pub fn evaluate_and_export(
     val: &Path,
     export: Option<&Path>,
     limit: Option<usize>,
-    decoding: DecodingOverrides,
+    overrides: &ConfigOverrides,
     failures: Option<&Path>,
 ) -> Result<(eval::EvalReport, eval::Calibration), TrainError> {
     let mut model = retort_model::Model::load(model_dir)?;
-    model.update_config(|c| decoding.apply(c))?;
+    let mut cfg = model.cfg.clone();
+    overrides.apply(&mut cfg)?;
+    model.update_config(|c| *c = cfg)?;
     let (mut ex, _) = data::load_jsonl(val)?;
     if let Some(n) = limit {
         ex.truncate(n);
@@ -988,48 +990,18 @@ pub fn evaluate_and_export(
     Ok((rep, cal))
 }
 
-/// Decoding settings to try (and store with `--export`) instead of the
-/// model's own.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DecodingOverrides {
-    pub copy_bias: Option<f64>,
-    pub contiguous_copy: Option<bool>,
-    pub whole_word_copy: Option<bool>,
-    pub refusal_bias: Option<f64>,
-    pub extra_call_bias: Option<f64>,
-    pub end_call_bias: Option<f64>,
-    pub overlap_bias: Option<f64>,
-    pub query_copies_only: Option<bool>,
-    pub novel_repeat_calls: Option<bool>,
-    pub non_empty_arrays: Option<bool>,
-    pub thousands_separators: Option<bool>,
-    pub request_dates: Option<bool>,
-    pub percent_fractions: Option<bool>,
-    pub place_format: Option<bool>,
-    pub bracket_lists: Option<bool>,
-    pub kind_word_bias: Option<f64>,
-    pub no_leading_articles: Option<bool>,
-    pub schema_order_params: Option<bool>,
-    pub required_first_params: Option<bool>,
-    pub name_anchor_bias: Option<f64>,
-    pub anchor_window: Option<usize>,
-    pub refusal_overlap_bias: Option<f64>,
-    pub extra_call_overlap_bias: Option<f64>,
-    pub later_overlap_bias: Option<f64>,
-    pub stop_rest_overlap_bias: Option<f64>,
-    pub rival_anchor_bias: Option<f64>,
-    pub next_item_bias: Option<f64>,
-    pub next_call_item_bias: Option<f64>,
-    pub mentioned_param_bias: Option<f64>,
-    pub capital_run_bias: Option<f64>,
-    pub name_before_bias: Option<f64>,
+/// Settings to try (and store with `--export`) instead of the model's own:
+/// decoding rules and a few rendering, ranking and arithmetic settings.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOverrides {
+    /// Decoding rules as `(key, value)`, set in order with
+    /// [`retort_model::DecodeConfig::set`] (a later one wins).
+    pub decode: Vec<(String, String)>,
     /// Longest tool description rendered (word pieces).
     pub tool_desc_tokens: Option<usize>,
     /// Longest parameter description rendered (word pieces; 0 leaves them
     /// out).
     pub param_desc_tokens: Option<usize>,
-    /// Longest input while two or more tools are rendered (0: no cap).
-    pub max_input_tokens: Option<usize>,
     pub rank_layers: Option<usize>,
     pub rank_weight: Option<f64>,
     pub integer_products: Option<bool>,
@@ -1038,88 +1010,32 @@ pub struct DecodingOverrides {
     pub block_layers: Option<usize>,
 }
 
-impl DecodingOverrides {
-    /// Write the settings that are given into `cfg`.
-    pub fn apply(&self, cfg: &mut retort_model::ModelConfig) {
-        let DecodingOverrides {
-            copy_bias,
-            contiguous_copy,
-            whole_word_copy,
-            refusal_bias,
-            extra_call_bias,
-            end_call_bias,
-            overlap_bias,
-            query_copies_only,
-            novel_repeat_calls,
-            non_empty_arrays,
-            thousands_separators,
-            request_dates,
-            percent_fractions,
-            place_format,
-            bracket_lists,
-            kind_word_bias,
-            no_leading_articles,
-            schema_order_params,
-            required_first_params,
-            name_anchor_bias,
-            anchor_window,
-            refusal_overlap_bias,
-            extra_call_overlap_bias,
-            later_overlap_bias,
-            stop_rest_overlap_bias,
-            rival_anchor_bias,
-            next_item_bias,
-            next_call_item_bias,
-            mentioned_param_bias,
-            capital_run_bias,
-            name_before_bias,
+impl ConfigOverrides {
+    /// Write the settings that are given into `cfg`; an unknown decoding
+    /// rule or a value of the wrong kind is refused.
+    pub fn apply(
+        &self,
+        cfg: &mut retort_model::ModelConfig,
+    ) -> Result<(), retort_model::ModelError> {
+        let ConfigOverrides {
+            decode,
             tool_desc_tokens,
             param_desc_tokens,
-            max_input_tokens,
             rank_layers,
             rank_weight,
             integer_products,
             block_layers,
-        } = *self;
-        cfg.copy_bias = copy_bias.unwrap_or(cfg.copy_bias);
-        cfg.contiguous_copy = contiguous_copy.unwrap_or(cfg.contiguous_copy);
-        cfg.whole_word_copy = whole_word_copy.unwrap_or(cfg.whole_word_copy);
-        cfg.refusal_bias = refusal_bias.unwrap_or(cfg.refusal_bias);
-        cfg.extra_call_bias = extra_call_bias.unwrap_or(cfg.extra_call_bias);
-        cfg.end_call_bias = end_call_bias.unwrap_or(cfg.end_call_bias);
-        cfg.overlap_bias = overlap_bias.unwrap_or(cfg.overlap_bias);
-        cfg.query_copies_only = query_copies_only.unwrap_or(cfg.query_copies_only);
-        cfg.novel_repeat_calls = novel_repeat_calls.unwrap_or(cfg.novel_repeat_calls);
-        cfg.non_empty_arrays = non_empty_arrays.unwrap_or(cfg.non_empty_arrays);
-        cfg.thousands_separators = thousands_separators.unwrap_or(cfg.thousands_separators);
-        cfg.request_dates = request_dates.unwrap_or(cfg.request_dates);
-        cfg.percent_fractions = percent_fractions.unwrap_or(cfg.percent_fractions);
-        cfg.place_format = place_format.unwrap_or(cfg.place_format);
-        cfg.bracket_lists = bracket_lists.unwrap_or(cfg.bracket_lists);
-        cfg.kind_word_bias = kind_word_bias.unwrap_or(cfg.kind_word_bias);
-        cfg.no_leading_articles = no_leading_articles.unwrap_or(cfg.no_leading_articles);
-        cfg.schema_order_params = schema_order_params.unwrap_or(cfg.schema_order_params);
-        cfg.required_first_params = required_first_params.unwrap_or(cfg.required_first_params);
-        cfg.name_anchor_bias = name_anchor_bias.unwrap_or(cfg.name_anchor_bias);
-        cfg.anchor_window = anchor_window.unwrap_or(cfg.anchor_window);
-        cfg.refusal_overlap_bias = refusal_overlap_bias.unwrap_or(cfg.refusal_overlap_bias);
-        cfg.extra_call_overlap_bias =
-            extra_call_overlap_bias.unwrap_or(cfg.extra_call_overlap_bias);
-        cfg.later_overlap_bias = later_overlap_bias.unwrap_or(cfg.later_overlap_bias);
-        cfg.stop_rest_overlap_bias = stop_rest_overlap_bias.unwrap_or(cfg.stop_rest_overlap_bias);
-        cfg.rival_anchor_bias = rival_anchor_bias.unwrap_or(cfg.rival_anchor_bias);
-        cfg.next_item_bias = next_item_bias.unwrap_or(cfg.next_item_bias);
-        cfg.next_call_item_bias = next_call_item_bias.unwrap_or(cfg.next_call_item_bias);
-        cfg.mentioned_param_bias = mentioned_param_bias.unwrap_or(cfg.mentioned_param_bias);
-        cfg.capital_run_bias = capital_run_bias.unwrap_or(cfg.capital_run_bias);
-        cfg.name_before_bias = name_before_bias.unwrap_or(cfg.name_before_bias);
+        } = self;
+        for (key, value) in decode {
+            cfg.decode.set(key, value)?;
+        }
         cfg.tool_desc_tokens = tool_desc_tokens.unwrap_or(cfg.tool_desc_tokens);
         cfg.param_desc_tokens = param_desc_tokens.unwrap_or(cfg.param_desc_tokens);
-        cfg.max_input_tokens = max_input_tokens.unwrap_or(cfg.max_input_tokens);
         cfg.rank_layers = rank_layers.unwrap_or(cfg.rank_layers);
         cfg.rank_weight = rank_weight.unwrap_or(cfg.rank_weight);
         cfg.integer_products = integer_products.unwrap_or(cfg.integer_products);
         cfg.block_layers = block_layers.unwrap_or(cfg.block_layers);
+        Ok(())
     }
 }
 

@@ -27,12 +27,18 @@ fn weather_tools() -> Value {
 /// `retort call PROMPT --tools FILE` with the embedded model: its JSON
 /// answer, after checking it exits 0.
 fn call(prompt: &str, tools: &Value) -> Value {
+    call_with(prompt, tools, &[])
+}
+
+/// [`call`] with further arguments (`--decode KEY=VALUE`, ...).
+fn call_with(prompt: &str, tools: &Value, extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tools.json");
     std::fs::write(&path, tools.to_string()).expect("write");
     let out = bin()
         .args(["call", prompt, "--tools"])
         .arg(&path)
+        .args(extra)
         .output()
         .expect("retort runs");
     assert!(
@@ -220,8 +226,15 @@ fn a_requested_date_comes_back_in_the_described_layout() {
                          "description": format!("Date of the booking, in the format {layout}")},
                 "guests": {"type": "integer", "description": "Number of guests"}
             }, "required": ["restaurant", "date"]}}}]);
-        let v = call("Book a table at Nopa for the 14th of February 2027", &t);
+        let q = "Book a table at Nopa for the 14th of February 2027";
+        let v = call(q, &t);
         assert_eq!(v["calls"][0]["name"], "book_table", "{v}");
         assert_eq!(v["calls"][0]["arguments"]["date"], want, "{v}");
+        // `--decode` turns the rule off for this call only.
+        if layout == "DD/MM/YYYY" {
+            let off = call_with(q, &t, &["--decode", "request_dates=false"]);
+            assert_eq!(off["calls"][0]["name"], "book_table", "{off}");
+            assert_ne!(off["calls"][0]["arguments"]["date"], want, "{off}");
+        }
     }
 }

@@ -166,3 +166,37 @@ fn api_keys_stay_hidden() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("sk-super-secret-42"));
 }
+
+/// `--decode` names an unknown rule and lists the known ones, before any
+/// model is loaded, in every command that takes it.
+#[test]
+fn decode_refuses_unknown_rules_and_bad_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tools = write(&dir, "tools.json", "[]");
+    let data = dir.path().display().to_string();
+    for cmd in [
+        vec!["call", "hi", "--tools", &tools],
+        vec!["serve"],
+        vec!["bench", "--bfcl", &data],
+        vec!["eval", "bfcl", "--data", &data],
+        vec!["train", "--val", &tools, "--init", &data, "--eval-only"],
+    ] {
+        let mut args = cmd.clone();
+        args.extend(["--decode", "copy_bias=1"]);
+        fails_with(
+            &retort(&args),
+            &["copy_bias", "contiguous_copy", "no_leading_articles"],
+        );
+        let mut args = cmd.clone();
+        args.extend(["--decode", "contiguous_copy=1"]);
+        fails_with(&retort(&args), &["contiguous_copy", "true|false"]);
+        let mut args = cmd;
+        args.extend(["--decode", "refusal_bias"]);
+        fails_with(&retort(&args), &["KEY=VALUE"]);
+    }
+    let help = retort(&["train", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("--decode <KEY=VALUE>"), "{text}");
+    assert!(text.contains("kind_word_bias=NUMBER"), "{text}");
+    assert!(!text.contains("--refusal-bias"), "{text}");
+}

@@ -132,8 +132,10 @@ fn export_stores_the_given_decoding_and_rendering_settings() {
         "8",
         "--param-desc-tokens",
         "1",
-        "--refusal-bias",
-        "2.5",
+        "--decode",
+        "refusal_bias=2.5",
+        "--decode",
+        "contiguous_copy=true",
     ];
     let run = |extra: &[&str]| {
         let mut args: Vec<String> = vec![
@@ -159,7 +161,8 @@ fn export_stores_the_given_decoding_and_rendering_settings() {
     let after = read(exported.join("config.json"));
     assert_eq!(after["tool_desc_tokens"], 8);
     assert_eq!(after["param_desc_tokens"], 1);
-    assert_eq!(after["refusal_bias"], 2.5);
+    assert_eq!(after["decode"]["refusal_bias"], 2.5);
+    assert_eq!(after["decode"]["contiguous_copy"], true);
     assert_eq!(after["hidden"], before["hidden"]);
     assert_eq!(after["gen_vocab"], before["gen_vocab"]);
     assert_ne!(

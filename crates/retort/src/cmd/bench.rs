@@ -51,6 +51,8 @@ pub struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub decode: super::decode::DecodeArgs,
 }
 
 /// One benchmark request.
@@ -439,6 +441,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let caller = super::serve::load_caller_with_cache(
         args.model.as_deref(),
         args.tool_cache_mb.saturating_mul(1 << 20),
+        &args.decode,
     )?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let opts = BenchOptions {

@@ -26,6 +26,8 @@ pub struct CallArgs {
     /// Allow at most one call.
     #[arg(long)]
     pub no_parallel: bool,
+    #[command(flatten)]
+    pub decode: super::decode::DecodeArgs,
 }
 
 /// Read and check a tools file; errors name the file and the problem.
@@ -60,7 +62,7 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
         // No call is possible: the model is not run.
         json!({"calls": [], "confidence": 1.0})
     } else {
-        let caller = super::serve::load_caller(args.model.as_deref())?;
+        let caller = super::serve::load_caller(args.model.as_deref(), &args.decode)?;
         let opts = choice.options(!args.no_parallel, None);
         let p = caller
             .call(&args.prompt, &tools, &opts)

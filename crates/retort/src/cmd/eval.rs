@@ -128,6 +128,8 @@ pub struct BfclArgs {
     /// numbers (FunctionGemma-270M, Qwen3-0.6B FC, Hammer2.1-0.5B FC).
     #[arg(long, value_name = "OUT.svg")]
     chart: Option<PathBuf>,
+    #[command(flatten)]
+    decode: super::decode::DecodeArgs,
 }
 
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
@@ -326,6 +328,11 @@ fn bfcl(args: BfclArgs) -> anyhow::Result<()> {
     if args.limit == Some(0) {
         anyhow::bail!("--limit must be at least 1");
     }
+    if (args.gold || args.predictions.is_some()) && !args.decode.decode.is_empty() {
+        anyhow::bail!(
+            "--decode sets a model's decoding rules; --gold and --predictions run no model"
+        );
+    }
     let entries = retort_eval::load_limited(&args.data, &categories, args.limit)
         .with_context(|| format!("loading BFCL data from {}", args.data.display()))?;
     tracing::info!(
@@ -342,7 +349,7 @@ fn bfcl(args: BfclArgs) -> anyhow::Result<()> {
         let preds = read_predictions(path)?;
         score_predictions(&entries, &preds, &path.display().to_string())
     } else {
-        let caller = super::serve::load_caller(args.model.as_deref())?;
+        let caller = super::serve::load_caller(args.model.as_deref(), &args.decode)?;
         let name = args
             .model
             .as_ref()

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod call;
 pub mod data;
+pub mod decode;
 pub mod distill;
 pub mod eval;
 pub mod import_log;

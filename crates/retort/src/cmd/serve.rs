@@ -42,6 +42,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_concurrent_calls: Option<usize>,
     #[command(flatten)]
+    pub decode: super::decode::DecodeArgs,
+    #[command(flatten)]
     pub fallback: FallbackArgs,
 }
 
@@ -101,16 +103,21 @@ fn parse_api_key(s: &str) -> Result<ApiKey, String> {
     ApiKey::new(s).ok_or_else(|| "the API key is empty".to_string())
 }
 
-/// The one place the CLI obtains a model (`serve`, `call`, `bench`): from
-/// `--model DIR`, or the embedded default model when `None`.
-pub fn load_caller(model: Option<&Path>) -> anyhow::Result<Arc<dyn ToolCaller>> {
-    load_caller_with_cache(model, retort_model::model::DEFAULT_TOOL_CACHE_BYTES)
+/// The one place the CLI obtains a model (`serve`, `call`, `bench`, `eval
+/// bfcl`): from `--model DIR`, or the embedded default model when `None`,
+/// with the decoding rules `--decode` sets.
+pub fn load_caller(
+    model: Option<&Path>,
+    decode: &super::decode::DecodeArgs,
+) -> anyhow::Result<Arc<dyn ToolCaller>> {
+    load_caller_with_cache(model, retort_model::model::DEFAULT_TOOL_CACHE_BYTES, decode)
 }
 
 /// [`load_caller`] with a tool-encoding cache of `cache_bytes`.
 pub fn load_caller_with_cache(
     model: Option<&Path>,
     cache_bytes: usize,
+    decode: &super::decode::DecodeArgs,
 ) -> anyhow::Result<Arc<dyn ToolCaller>> {
     let mut loaded = match model {
         Some(dir) => retort_model::Model::load(dir)
@@ -119,6 +126,13 @@ pub fn load_caller_with_cache(
             retort_model::Model::embedded().context("cannot load the embedded default model")?
         }
     };
+    if !decode.decode.is_empty() {
+        let mut rules = loaded.cfg.decode.clone();
+        decode.apply(&mut rules).context("--decode")?;
+        loaded
+            .update_config(|c| c.decode = rules)
+            .context("--decode")?;
+    }
     loaded.set_tool_cache_bytes(cache_bytes);
     Ok(Arc::new(loaded))
 }
@@ -151,6 +165,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let caller = load_caller_with_cache(
         args.model.as_deref(),
         args.tool_cache_mb.saturating_mul(1 << 20),
+        &args.decode,
     )?;
     tracing::info!(
         "model loaded in {:.0} ms",

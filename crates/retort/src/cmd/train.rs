@@ -131,183 +131,11 @@ pub struct TrainArgs {
     /// what --init has. With --eval-only it evaluates other weights so.
     #[arg(long)]
     block_layers: Option<usize>,
-    /// With --export/--eval-only: decode with this bias towards copying
-    /// values from the query (logits added; 0 = as trained). It is stored
-    /// in the exported config. Tune it on validation data only.
-    #[arg(long, value_name = "B")]
-    copy_bias: Option<f64>,
-    /// With --export/--eval-only: decode with the contiguous-copy rule on
-    /// or off (a copied value piece right after another must come from the
-    /// next query position); stored in the exported config.
-    #[arg(long, value_name = "BOOL")]
-    contiguous_copy: Option<bool>,
-    /// With --export/--eval-only: decode with the whole-word copy rule on
-    /// or off (copied values start and end on word boundaries); stored in
-    /// the exported config.
-    #[arg(long, value_name = "BOOL")]
-    whole_word_copy: Option<bool>,
-    /// With --export/--eval-only: decode with this logit added to refusing
-    /// (no call); negative refuses less. Stored in the exported config.
-    /// Tune it on validation data only.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    refusal_bias: Option<f64>,
-    /// With --export/--eval-only: decode with this logit added to stopping
-    /// after the first call; positive makes further (parallel) calls rarer.
-    /// Stored in the exported config. Tune it on validation data only.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    extra_call_bias: Option<f64>,
-    /// With --export/--eval-only: decode with this logit added to ending a
-    /// call once its required parameters are given; positive leaves
-    /// optional parameters out more often. Stored in the exported config.
-    /// Tune it on validation data only.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    end_call_bias: Option<f64>,
-    /// With --export/--eval-only: word-overlap prior on the first call's
-    /// function: each tool gets B times (the word pieces it shares with the
-    /// query minus the most any tool shares); 0 is off. Stored in the
-    /// exported config; tune it on validation data only.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    overlap_bias: Option<f64>,
-    /// With --export/--eval-only: decode with the query-copies-only rule on
-    /// or off (values that are not enum members copy pieces from the query
-    /// only, never from the tools' text); stored in the exported config.
-    #[arg(long, value_name = "BOOL")]
-    query_copies_only: Option<bool>,
-    /// With --export/--eval-only: decode with the novel-repeat rule on or
-    /// off (a further call of an already called function is kept only if it
-    /// copies query text no earlier call of it copied); stored in the
-    /// exported config.
-    #[arg(long, value_name = "BOOL")]
-    novel_repeat_calls: Option<bool>,
-    /// With --export/--eval-only: decode with the non-empty-array rule on
-    /// or off (an array value gets at least one element); stored in the
-    /// exported config.
-    #[arg(long, value_name = "BOOL")]
-    non_empty_arrays: Option<bool>,
-    /// With --export/--eval-only: decode with the thousands-separator rule
-    /// on or off (a number copied from the query goes on through ",000"
-    /// groups: "$12,000" gives 12000); stored in the exported config.
-    #[arg(long, value_name = "BOOL")]
-    thousands_separators: Option<bool>,
-    /// With --export/--eval-only: dates from the request on or off (a
-    /// string argument that reads as a numeric date takes its day and
-    /// month, and year if given, from a date the request writes, in the
-    /// layout its description names, e.g. "MM-DD-YYYY"); stored in the
-    /// exported config.
-    #[arg(long, value_name = "BOOL")]
-    request_dates: Option<bool>,
-    /// With --export/--eval-only: percentages as fractions on or off (a
-    /// number argument the request writes as "5%" becomes 0.05 when its
-    /// parameter's description asks for a decimal or a fraction); stored
-    /// in the exported config.
-    #[arg(long, value_name = "BOOL")]
-    percent_fractions: Option<bool>,
-    /// With --export/--eval-only: places in the layout a description asks
-    /// for on or off (a string argument whose description asks for "City,
-    /// State" or "City, Country" is completed from the request, else from
-    /// a small gazetteer: "Berkeley" -> "Berkeley, CA"); stored in the
-    /// exported config.
-    #[arg(long, value_name = "BOOL")]
-    place_format: Option<bool>,
-    /// With --export/--eval-only: bracketed lists end at their bracket on
-    /// or off (an array element copied up to a `]` or `)` that closes a
-    /// bracket opened before it is the array's last); stored in the
-    /// exported config.
-    #[arg(long, value_name = "BOOL")]
-    bracket_lists: Option<bool>,
-    /// With --export/--eval-only: logit subtracted, in a text value, from
-    /// copying on into a lower-case query word that is a word of the
-    /// parameter's name ("New York court" for `court_location`); 0 is off.
-    /// Stored in the exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    kind_word_bias: Option<f64>,
-    /// With --export/--eval-only: a text value does not start with a
-    /// lower-case "the", "a" or "an" copied from the query, on or off;
-    /// stored in the exported config.
-    #[arg(long, value_name = "BOOL")]
-    no_leading_articles: Option<bool>,
-    /// With --export/--eval-only: decode each call's parameters in the
-    /// order its schema lists them (any may be left out) on or off; stored
-    /// in the exported config.
-    #[arg(long, value_name = "BOOL")]
-    schema_order_params: Option<bool>,
-    /// With --export/--eval-only: give each call's required parameters
-    /// before any optional one, on or off; stored in the exported config.
-    #[arg(long, value_name = "BOOL")]
-    required_first_params: Option<bool>,
-    /// With --export/--eval-only: logit added, at a value's first piece,
-    /// to the query positions next to a mention of its parameter's name
-    /// ("height 4", "a = 3", "3 passengers"); 0 is off. Stored in the
-    /// exported config; tune it on validation data.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    name_anchor_bias: Option<f64>,
-    /// With --export/--eval-only: for numbers, a parameter-name mention
-    /// also points at the first number within this many query pieces after
-    /// it, past other words, within its clause ("final temperature of
-    /// 400K"); 0 is off. Stored in the exported config.
-    #[arg(long, value_name = "N")]
-    anchor_window: Option<usize>,
-    /// With --export/--eval-only: logit subtracted from refusing, at the
-    /// first decision, per word piece the best-sharing tool shares with the
-    /// request; 0 is off. Stored in the exported config; tune it with
-    /// --refusal-bias on validation data.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    refusal_overlap_bias: Option<f64>,
-    /// With --export/--eval-only: logit subtracted from stopping after a
-    /// call per word piece the best-sharing tool not called yet shares with
-    /// the request; 0 is off. Stored in the exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    extra_call_overlap_bias: Option<f64>,
-    /// With --export/--eval-only: word-overlap prior on every call after
-    /// the first: a tool loses this logit per word piece, shared with the
-    /// request and by no tool called so far, fewer than the tool with the
-    /// most such pieces; 0 is off. Stored in the exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    later_overlap_bias: Option<f64>,
-    /// With --export/--eval-only: logit subtracted from stopping after a
-    /// call per word piece that a tool shares with the request and no tool
-    /// called so far does (the most any tool has); 0 is off. Stored in the
-    /// exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    stop_rest_overlap_bias: Option<f64>,
-    /// With --export/--eval-only: logit subtracted, at a number's first
-    /// piece, from query numbers that another numeric parameter of the call
-    /// (not given yet) points at by its name; 0 is off. Stored in the
-    /// exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    rival_anchor_bias: Option<f64>,
-    /// With --export/--eval-only: a copied array element followed in the
-    /// request by a list separator ("," "and" "or" ...) and an item of the
-    /// same kind makes another element this logit likelier, starting at
-    /// that item; 0 is off. Stored in the exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    next_item_bias: Option<f64>,
-    /// With --export/--eval-only: logit subtracted from stopping while a
-    /// value the last call copied is followed by a list separator and an
-    /// item of the same kind that no call has copied, and added to that
-    /// item for the same parameter of the next call of the function; 0 is
-    /// off. Stored in the exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    next_call_item_bias: Option<f64>,
-    /// With --export/--eval-only: an optional parameter not given yet gains
-    /// this logit, when a call picks its next parameter, if the request
-    /// names it (a distinctive word of its name is a request word, or
-    /// shares its first five letters with one); 0 is off. Stored in the
-    /// exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    mentioned_param_bias: Option<f64>,
-    /// With --export/--eval-only: in a text value that began with a
-    /// capitalised word, copying on into the next word gains this logit if
-    /// it is capitalised and loses it if it is lower-case; 0 is off. Stored
-    /// in the exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    capital_run_bias: Option<f64>,
-    /// With --export/--eval-only: a text value's first piece gains this
-    /// logit at the start of the word right before a query mention of its
-    /// parameter's name ("grunge style" for `style`); 0 is off. Stored in
-    /// the exported config.
-    #[arg(long, value_name = "B", allow_negative_numbers = true)]
-    name_before_bias: Option<f64>,
+    // With --export/--eval-only: decoding rules instead of --init's
+    // (`--decode KEY=VALUE`, repeatable), stored in the exported config.
+    // Tune them on validation data only.
+    #[command(flatten)]
+    decode: super::decode::DecodeArgs,
     /// With --export/--eval-only: render at most this many word pieces of
     /// each tool's description (fewer when the tools do not fit the
     /// input). Stored in the exported config; tune it on validation data.
@@ -318,13 +146,6 @@ pub struct TrainArgs {
     /// exported config; tune it on validation data.
     #[arg(long, value_name = "N")]
     param_desc_tokens: Option<usize>,
-    /// With --export/--eval-only: the longest input (tokens) while two or
-    /// more tools are rendered; beyond it descriptions shorten and the
-    /// least relevant tools are left out (a lone tool may use the whole
-    /// 512). 0: no cap. Stored in the exported config; tune it on
-    /// validation data.
-    #[arg(long, value_name = "N")]
-    max_input_tokens: Option<usize>,
     /// With --export: when a request's tools do not fit into the input,
     /// rank them by shared word pieces plus --rank-weight times the cosine
     /// of sentence embeddings after this many encoder layers (0: shared
@@ -363,41 +184,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             &a.val,
             a.export.as_deref(),
             a.limit_train,
-            retort_train::trainer::DecodingOverrides {
-                copy_bias: a.copy_bias,
-                contiguous_copy: a.contiguous_copy,
-                whole_word_copy: a.whole_word_copy,
-                refusal_bias: a.refusal_bias,
-                extra_call_bias: a.extra_call_bias,
-                end_call_bias: a.end_call_bias,
-                overlap_bias: a.overlap_bias,
-                query_copies_only: a.query_copies_only,
-                novel_repeat_calls: a.novel_repeat_calls,
-                non_empty_arrays: a.non_empty_arrays,
-                thousands_separators: a.thousands_separators,
-                request_dates: a.request_dates,
-                percent_fractions: a.percent_fractions,
-                place_format: a.place_format,
-                bracket_lists: a.bracket_lists,
-                kind_word_bias: a.kind_word_bias,
-                no_leading_articles: a.no_leading_articles,
-                schema_order_params: a.schema_order_params,
-                required_first_params: a.required_first_params,
-                name_anchor_bias: a.name_anchor_bias,
-                anchor_window: a.anchor_window,
-                refusal_overlap_bias: a.refusal_overlap_bias,
-                extra_call_overlap_bias: a.extra_call_overlap_bias,
-                later_overlap_bias: a.later_overlap_bias,
-                stop_rest_overlap_bias: a.stop_rest_overlap_bias,
-                rival_anchor_bias: a.rival_anchor_bias,
-                next_item_bias: a.next_item_bias,
-                next_call_item_bias: a.next_call_item_bias,
-                mentioned_param_bias: a.mentioned_param_bias,
-                capital_run_bias: a.capital_run_bias,
-                name_before_bias: a.name_before_bias,
+            &retort_train::trainer::ConfigOverrides {
+                decode: a.decode.decode.clone(),
                 tool_desc_tokens: a.tool_desc_tokens,
                 param_desc_tokens: a.param_desc_tokens,
-                max_input_tokens: a.max_input_tokens,
                 rank_layers: a.rank_layers,
                 rank_weight: a.rank_weight,
                 integer_products: a.integer_products,
@@ -423,6 +213,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             println!("exported to {}", dir.display());
         }
         return Ok(());
+    }
+    if !a.decode.decode.is_empty() {
+        anyhow::bail!(
+            "--decode sets the decoding rules of --eval-only or --export; training keeps --init's (set them on the trained model with --export)"
+        );
     }
     if a.failures.is_some() {
         anyhow::bail!(
