@@ -28,6 +28,14 @@ pub enum EvalCommand {
     /// decides which tools are left out when a request's tools do not fit).
     /// Prints recall@k and the mean reciprocal rank.
     Rank(RankArgs),
+    /// Score a model on a validation file (canonical JSONL, held-out tools):
+    /// exact calls overall and by gold shape (single, multiple_choice,
+    /// parallel, no_call), with the standard error, the confidence
+    /// calibration, and optionally JSON and a failures file.
+    ///
+    /// This is where models, decoding settings and thresholds are chosen;
+    /// BFCL is for scoring a shipped model once.
+    Val(super::eval_val::ValArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,6 +144,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Bfcl(args) => bfcl(args),
         EvalCommand::Rank(args) => rank(args),
+        EvalCommand::Val(args) => super::eval_val::run(args),
     }
 }
 
