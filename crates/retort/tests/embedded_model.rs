@@ -238,3 +238,59 @@ fn a_requested_date_comes_back_in_the_described_layout() {
         }
     }
 }
+
+/// `retort eval val` scores a validation file with the embedded model and
+/// writes `exact_pct` overall and per gold shape; a bad `--decode` key is a
+/// clear error.
+#[test]
+fn eval_val_reports_exact_pct_by_category() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tools = json!([{"name": "get_weather", "description": "Get the current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+        "required": ["city"]}}]);
+    let lines = [
+        json!({"id": "a", "source": "test", "query": "What is the weather in Paris?",
+               "tools": tools, "calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}),
+        json!({"id": "b", "source": "test", "query": "Tell me a joke about cats",
+               "tools": tools, "calls": []}),
+    ];
+    let data = dir.path().join("val.jsonl");
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&data, text.join("\n")).expect("write");
+    let json_out = dir.path().join("val.json");
+    let fails = dir.path().join("fails.jsonl");
+    let out = bin()
+        .args(["eval", "val", "--data"])
+        .arg(&data)
+        .arg("--json")
+        .arg(&json_out)
+        .arg("--failures")
+        .arg(&fails)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rep: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_out).expect("json")).expect("parse");
+    assert_eq!(rep["n"], 2);
+    let exact = rep["exact"].as_u64().expect("exact");
+    let pct = rep["exact_pct"].as_f64().expect("exact_pct");
+    assert!((pct - 50.0 * exact as f64).abs() < 1e-9, "{rep}");
+    for shape in ["single", "no_call"] {
+        assert_eq!(rep["categories"][shape]["n"], 1, "{rep}");
+        assert!(rep["categories"][shape]["exact_pct"].is_number(), "{rep}");
+    }
+    let failed = std::fs::read_to_string(&fails).expect("failures");
+    assert_eq!(failed.lines().count() as u64, 2 - exact);
+    let bad = bin()
+        .args(["eval", "val", "--data"])
+        .arg(&data)
+        .args(["--decode", "no_such_rule=1"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("no_such_rule"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
