@@ -1,8 +1,7 @@
 //! The hand-set decoding rules ([`DecodeConfig`], the `"decode"` object of
 //! `config.json`): biases added to the network's logits and constraints on
-//! its choices while decoding, and rewrites of the decoded arguments after
-//! it. Every rule is off by default (`false`, `0`), so a rule missing from
-//! a configuration is off. Each is chosen on held-out validation data,
+//! its choices while decoding. Every rule is off by default (`false`, `0`),
+//! so a rule missing from a configuration is off. Each is chosen on held-out validation data,
 //! never on test data; `retort train --eval-only --decode KEY=VALUE`
 //! measures one.
 
@@ -115,51 +114,12 @@ decode_rules! {
     /// whose next query piece continues the same word, that piece is the
     /// only copy allowed and the value cannot end there.
     whole_word_copy: bool,
-    /// Logit added to refusing (`STOP` before any call) while decoding;
-    /// negative values make the model refuse less. 0: as trained.
-    refusal_bias: f64,
-    /// Logit added to `STOP` after the first call while decoding: positive
-    /// values make further (parallel) calls rarer. 0: as trained.
-    extra_call_bias: f64,
     /// Word-overlap prior on choosing the first call's function: each tool
     /// gets this logit times (the distinct word pieces of at least three
     /// characters it shares with the query, in its name, description or
     /// parameter names, minus the most any tool shares). Refusing is left
     /// as it is. 0: off.
     overlap_bias: f64,
-    /// Logit added to `END_CALL` once every required parameter is given:
-    /// positive values leave optional parameters out more often. 0: as
-    /// trained.
-    end_call_bias: f64,
-    /// While decoding a value that is not an enum member, pieces are copied
-    /// from the query only, never from the tools' text (a description's
-    /// words are not argument values).
-    query_copies_only: bool,
-    /// After decoding, a further call of a function already called is kept
-    /// only if it copies some query position that no earlier call of that
-    /// function copied (a repeat must be about something new).
-    novel_repeat_calls: bool,
-    /// A number copied from the query keeps its thousands separators
-    /// ("$12,000" gives 12000, not 12): right after copied digits that are
-    /// followed in the query by `,` and a group of three digits (no spaces),
-    /// the copy goes on through them. Not inside lists.
-    thousands_separators: bool,
-    /// A call's required parameters are all given before any optional one.
-    /// The model tends to fill an optional parameter early with a value the
-    /// query meant for a required one ("base 10, height 5" giving
-    /// `unit: "10"`), which then leaves the required one a guess.
-    required_first_params: bool,
-    /// Logit added, at the first piece of a value that is not an enum
-    /// member, to the query positions its parameter's name points at: the
-    /// piece right after a query mention of one of the name's words
-    /// (skipping "=", ":", "is", "of", ...), and for numbers also the number
-    /// right before one ("3 passengers"). 0: off.
-    name_anchor_bias: f64,
-    /// Logit subtracted from refusing (at the first decision) per word
-    /// piece the best-sharing tool shares with the request (the count
-    /// `overlap_bias` uses): a request that names much of a tool is rarely
-    /// one no tool fits. 0: off.
-    refusal_overlap_bias: f64,
     /// Word-overlap prior on the function of every call after the first:
     /// counting, for each tool, the word pieces it shares with the request
     /// that no tool called so far shares, a tool loses this logit per
@@ -167,63 +127,35 @@ decode_rules! {
     /// several things moves on to the tool for the part not yet answered.
     /// 0: off.
     later_overlap_bias: f64,
-    /// Logit subtracted from stopping after a call per word piece (the
-    /// most any tool has) that a tool shares with the request and no tool
-    /// called so far does. 0: off.
-    stop_rest_overlap_bias: f64,
-    /// Lists read in order: when a copied array element is followed in
-    /// the request by a list separator (`,` `;` "and" "or" `&` "plus") and
-    /// an item of the same kind (a number after a number, a capitalised
-    /// word after a capitalised word, a lower-case word after one), adding
-    /// another element gains this logit, and the next element's first
-    /// piece gains it at that item ("85, 90 and 88" reads as three
-    /// elements, in that order). 0: off.
-    next_item_bias: f64,
-    /// The same reading between calls: logit subtracted from stopping when
-    /// a value the last call copied is followed in the request by a list
-    /// separator and an item of the same kind that no call has copied yet
-    /// ("weather in Paris, London and Berlin" asks for three calls), and
-    /// added to that item at the first piece of the same parameter in the
-    /// next call of the function. 0: off.
-    next_call_item_bias: f64,
-    /// Optional parameters the request names: while a call chooses its
-    /// next parameter (or ends), an optional parameter not given yet gains
-    /// this logit when a word of its name (three letters or more, not a
-    /// word of the function's name nor a general one such as "include",
-    /// "max" or "type") is a word of the request, or shares its first five
-    /// letters or more with one ("including human impact" names
-    /// `include_human_impact`, "detailed" names `details`). 0: off.
-    mentioned_param_bias: f64,
-    /// Names are copied whole: in a text value that began with a
-    /// capitalised word, at the end of a word, copying on into the next
-    /// word gains this logit when it is capitalised too ("Santa Clara")
-    /// and loses it when it is lower-case ("Los Angeles court"). 0: off.
-    capital_run_bias: f64,
-    /// Dates from the request: after decoding, a string argument that
-    /// reads as a numeric date ("2023-04-15") takes its month and day, and
-    /// its year when the request gives one, from a date the request writes
-    /// ("April 25th", "25/04/2023"), and is written in the layout its
-    /// parameter's description names ("MM-DD-YYYY"), else as the model
-    /// wrote it (see [`crate::dates`]).
-    request_dates: bool,
-    /// Percentages as fractions: after decoding, a `number` argument equal
-    /// to a number the request writes as a percentage ("5%", "5 percent")
-    /// becomes its hundredth (0.05) when its parameter's description asks
-    /// for a decimal or a fraction (see [`crate::percent`]).
-    percent_fractions: bool,
-    /// Logit subtracted, in a text value, from copying on into a query
-    /// word written in lower case that is a word of the parameter's name
-    /// ("New York court" for `court_location` stops before "court",
-    /// "renewable energy" for `energy_type` before "energy"). 0: off.
-    kind_word_bias: f64,
-    /// A text value (or text array element) does not start by copying a
-    /// lower-case "the", "a" or "an" from the query ("the neutron" reads
-    /// "neutron"; "The Hague" keeps its capital).
-    no_leading_articles: bool,
 }
 
 /// The largest logit a rule may add (in either direction).
 pub const MAX_BIAS: f64 = 50.0;
+
+/// Rules that existed once and were removed (validation kept the others):
+/// a configuration that still names one, at the top level or in
+/// `"decode"`, loads with a warning and decodes as if the rule were off;
+/// [`DecodeConfig::set`] refuses them like any unknown key.
+pub const REMOVED_KEYS: &[&str] = &[
+    "refusal_bias",
+    "extra_call_bias",
+    "end_call_bias",
+    "query_copies_only",
+    "novel_repeat_calls",
+    "thousands_separators",
+    "required_first_params",
+    "name_anchor_bias",
+    "refusal_overlap_bias",
+    "stop_rest_overlap_bias",
+    "next_item_bias",
+    "next_call_item_bias",
+    "mentioned_param_bias",
+    "capital_run_bias",
+    "request_dates",
+    "percent_fractions",
+    "kind_word_bias",
+    "no_leading_articles",
+];
 
 impl DecodeConfig {
     /// `KEY=VALUE` for every rule (`contiguous_copy=true|false, ...`), for
@@ -256,12 +188,18 @@ pub fn split_assignment(assignment: &str) -> Result<(&str, &str), ModelError> {
 
 /// Configurations written before the `"decode"` object held its rules as
 /// top-level keys: move those into `"decode"` (a key given in both places
-/// is refused), so that such a model decodes as it did. Keys of rules that
-/// no longer exist stay where they are and are ignored.
+/// is refused), so that such a model decodes as it did. Keys of removed
+/// rules ([`REMOVED_KEYS`]), at the top level or in `"decode"`, are dropped
+/// with a warning; other keys of rules that no longer exist stay where
+/// they are and are ignored.
 pub(crate) fn lift_flat_rules(cfg: &mut serde_json::Value) -> Result<(), ModelError> {
     let Some(obj) = cfg.as_object_mut() else {
         return Ok(());
     };
+    drop_removed(obj, "");
+    if let Some(decode) = obj.get_mut("decode").and_then(|d| d.as_object_mut()) {
+        drop_removed(decode, "decode.");
+    }
     let flat: Vec<(String, serde_json::Value)> = DecodeConfig::KEYS
         .iter()
         .filter_map(|k| obj.remove(*k).map(|v| (k.to_string(), v)))
@@ -284,6 +222,18 @@ pub(crate) fn lift_flat_rules(cfg: &mut serde_json::Value) -> Result<(), ModelEr
         decode.insert(k, v);
     }
     Ok(())
+}
+
+/// Take the keys of removed rules out of `obj`, warning about each
+/// (`at`: where `obj` sits, for the message).
+fn drop_removed(obj: &mut serde_json::Map<String, serde_json::Value>, at: &str) {
+    for k in REMOVED_KEYS {
+        if let Some(v) = obj.remove(*k) {
+            tracing::warn!(
+                "config.json: ignoring {at}{k} = {v}: the decoding rule {k} was removed"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -310,24 +260,25 @@ mod tests {
     fn set_parses_switches_and_logits() {
         let mut d = DecodeConfig::default();
         d.set("contiguous_copy", "true").expect("bool");
-        d.set("refusal_bias", "-2.5").expect("number");
-        d.set_assignment("kind_word_bias = 16").expect("assignment");
+        d.set("overlap_bias", "-2.5").expect("number");
+        d.set_assignment("later_overlap_bias = 16")
+            .expect("assignment");
         assert!(d.contiguous_copy);
-        assert_eq!(d.refusal_bias, -2.5);
-        assert_eq!(d.kind_word_bias, 16.0);
+        assert_eq!(d.overlap_bias, -2.5);
+        assert_eq!(d.later_overlap_bias, 16.0);
         d.set("contiguous_copy", "false").expect("bool");
         assert!(!d.contiguous_copy);
         for (k, v) in [
             ("contiguous_copy", "1"),
             ("contiguous_copy", "yes"),
-            ("refusal_bias", "true"),
-            ("refusal_bias", "NaN"),
-            ("refusal_bias", "inf"),
+            ("overlap_bias", "true"),
+            ("overlap_bias", "NaN"),
+            ("overlap_bias", "inf"),
         ] {
             let e = d.set(k, v).expect_err(v).to_string();
             assert!(e.contains(k), "{e}");
         }
-        assert_eq!(d.refusal_bias, -2.5, "a refused value changes nothing");
+        assert_eq!(d.overlap_bias, -2.5, "a refused value changes nothing");
     }
 
     #[test]
@@ -341,10 +292,15 @@ mod tests {
         for k in DecodeConfig::KEYS {
             assert!(e.contains(k), "{e} lacks {k}");
         }
-        assert!(d.set_assignment("refusal_bias").is_err());
+        for k in REMOVED_KEYS {
+            assert!(!DecodeConfig::KEYS.contains(k), "{k}");
+            let e = d.set(k, "0").expect_err(k).to_string();
+            assert!(e.contains("unknown decode rule"), "{e}");
+        }
+        assert!(d.set_assignment("overlap_bias").is_err());
         assert!(d.set_assignment("=1").is_err());
         let bad: Result<DecodeConfig, _> =
-            serde_json::from_str(r#"{"refusal_bias": 1, "typo": 2}"#);
+            serde_json::from_str(r#"{"overlap_bias": 1, "typo": 2}"#);
         assert!(bad.is_err(), "unknown keys in config.json are refused");
     }
 
@@ -364,41 +320,60 @@ mod tests {
         assert_eq!(keys, sorted);
         let help = DecodeConfig::keys_help();
         assert!(help.contains("contiguous_copy=true|false"), "{help}");
-        assert!(help.contains("refusal_bias=NUMBER"), "{help}");
+        assert!(help.contains("overlap_bias=NUMBER"), "{help}");
     }
 
     #[test]
     fn check_bounds_the_logits() {
         let mut d = DecodeConfig {
-            next_item_bias: 50.0,
+            later_overlap_bias: 50.0,
             ..Default::default()
         };
         d.check().expect("50 is allowed");
-        d.next_item_bias = -50.5;
+        d.later_overlap_bias = -50.5;
         let e = d.check().expect_err("too large").to_string();
-        assert!(e.contains("next_item_bias"), "{e}");
-        d.next_item_bias = f64::NAN;
+        assert!(e.contains("later_overlap_bias"), "{e}");
+        d.later_overlap_bias = f64::NAN;
         assert!(d.check().is_err());
     }
 
     #[test]
     fn flat_rules_of_older_configurations_move_into_decode() {
         let mut v = serde_json::json!({
-            "hidden": 4, "refusal_bias": 2.5, "contiguous_copy": true, "copy_bias": 0.0
+            "hidden": 4, "overlap_bias": 2.5, "contiguous_copy": true, "copy_bias": 0.0
         });
         lift_flat_rules(&mut v).expect("lift");
         assert_eq!(
             v,
             serde_json::json!({
                 "hidden": 4, "copy_bias": 0.0,
-                "decode": {"refusal_bias": 2.5, "contiguous_copy": true}
+                "decode": {"overlap_bias": 2.5, "contiguous_copy": true}
             })
         );
-        let mut both = serde_json::json!({"refusal_bias": 1.0, "decode": {"refusal_bias": 2.0}});
+        let mut both = serde_json::json!({"overlap_bias": 1.0, "decode": {"overlap_bias": 2.0}});
         assert!(lift_flat_rules(&mut both).is_err());
-        let mut new = serde_json::json!({"decode": {"refusal_bias": 2.0}});
+        let mut new = serde_json::json!({"decode": {"overlap_bias": 2.0}});
         let before = new.clone();
         lift_flat_rules(&mut new).expect("nothing to lift");
         assert_eq!(new, before);
+    }
+
+    #[test]
+    fn removed_rules_are_dropped_wherever_they_are() {
+        let mut v = serde_json::json!({
+            "hidden": 4, "refusal_bias": 2.5, "overlap_bias": 1.0,
+            "decode": {"kind_word_bias": 16.0, "request_dates": true, "contiguous_copy": true}
+        });
+        lift_flat_rules(&mut v).expect("lift");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "hidden": 4,
+                "decode": {"contiguous_copy": true, "overlap_bias": 1.0}
+            })
+        );
+        let decode: DecodeConfig = serde_json::from_value(v["decode"].clone()).expect("decode");
+        assert!(decode.contiguous_copy);
+        assert_eq!(decode.overlap_bias, 1.0);
     }
 }

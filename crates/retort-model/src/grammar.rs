@@ -107,14 +107,6 @@ pub struct Grammar<'a> {
     pub forced: Option<usize>,
     pub max_value_tokens: usize,
     pub max_calls: usize,
-    /// Integers and numbers may hold thousands separators copied from the
-    /// query ("12 , 000" reads as 12000): after digits a `,` is allowed,
-    /// and after a `,` a group of exactly three digits. Off by default
-    /// (training targets never contain them).
-    pub thousands_groups: bool,
-    /// Required parameters before optional ones
-    /// (`DecodeConfig::required_first_params`).
-    pub required_first: bool,
     pub state: State,
     pub calls: Vec<Call>,
     cur_args: Map<String, Value>,
@@ -153,8 +145,6 @@ impl<'a> Grammar<'a> {
             forced,
             max_value_tokens: max_value_tokens.max(1),
             max_calls: 16,
-            thousands_groups: false,
-            required_first: false,
             state: State::Between,
             calls: Vec::new(),
             cur_args: Map::new(),
@@ -166,33 +156,6 @@ impl<'a> Grammar<'a> {
         let t = self.tools.get(rt.index)?;
         let name = &rt.params.get(param)?.name;
         t.parameters.properties.get(name)
-    }
-
-    /// Thousands separators are copied, never generated: a `,` in a number
-    /// is the query piece right after the copied digits, followed in the
-    /// query by a three-digit group, and that group is copied next.
-    fn grouping_ok(&self, v: &ValState, t: u32, p: Option<usize>) -> bool {
-        if !matches!(v.kind, VKind::Integer | VKind::Number) {
-            return true;
-        }
-        let comma = self.tok.class_of(t) & class::COMMA != 0;
-        let last = v.cur.last();
-        let after_comma = last.is_some_and(|x| self.tok.class_of(x.0) & class::COMMA != 0);
-        if !comma && !after_comma {
-            return true;
-        }
-        match (last.and_then(|x| x.1), p) {
-            (Some(q), Some(p)) if p == q + 1 => {
-                !comma || crate::model::group_follows(self.r, self.tok, q)
-            }
-            _ => false,
-        }
-    }
-
-    /// A word-start piece of exactly three ASCII digits ("000"), the group
-    /// after a thousands separator.
-    fn three_digits(&self, t: u32) -> bool {
-        self.tok.class_of(t) & class::DIGITS != 0 && self.tok.text(t).len() == 3
     }
 
     fn tool_def(&self, tool: usize) -> Option<&'a Tool> {
@@ -210,8 +173,6 @@ impl<'a> Grammar<'a> {
         }
         let last = v.cur.last().map(|x| self.tok.class_of(x.0));
         let digit = |c: u8| c & (class::DIGITS | class::HASH_DIGITS) != 0;
-        // Never inside lists, where "100,200" means two elements.
-        let groups = self.thousands_groups && !v.array;
         match &v.kind {
             VKind::Enum(members, _) => {
                 let n = v.cur.len();
@@ -224,8 +185,6 @@ impl<'a> Grammar<'a> {
             VKind::Integer => match last {
                 None => c & (class::DIGITS | class::MINUS) != 0,
                 Some(l) if l & class::MINUS != 0 => c & class::DIGITS != 0,
-                Some(l) if l & class::COMMA != 0 => self.three_digits(t),
-                Some(_) if groups && c & class::COMMA != 0 => v.cur.len() < 12,
                 Some(_) => c & class::HASH_DIGITS != 0 && v.cur.len() < 8,
             },
             VKind::Number => {
@@ -237,10 +196,6 @@ impl<'a> Grammar<'a> {
                     None => c & (class::DIGITS | class::MINUS) != 0,
                     Some(l) if l & class::MINUS != 0 => c & class::DIGITS != 0,
                     Some(l) if l & class::DOT != 0 => c & class::DIGITS != 0,
-                    Some(l) if l & class::COMMA != 0 => self.three_digits(t),
-                    Some(l) if digit(l) && groups && !seen_dot && c & class::COMMA != 0 => {
-                        v.cur.len() < 14
-                    }
                     Some(l) if digit(l) => {
                         v.cur.len() < 10
                             && (c & class::HASH_DIGITS != 0 || (!seen_dot && c & class::DOT != 0))
@@ -310,31 +265,10 @@ impl<'a> Grammar<'a> {
             && self.forced.is_none_or(|f| f == t)
     }
 
-    /// Parameter `j` of rendered tool `tool` is required by its schema.
-    fn required(&self, tool: usize, j: usize) -> bool {
-        let (Some(t), Some(p)) = (
-            self.tool_def(tool),
-            self.r.tools.get(tool).and_then(|rt| rt.params.get(j)),
-        ) else {
-            return false;
-        };
-        t.parameters.required.iter().any(|r| r == &p.name)
-    }
-
-    /// With `required_first`: parameter `k` is required, or every required
-    /// parameter has been given.
-    fn required_ready(&self, tool: usize, used: &[bool], k: usize) -> bool {
-        let n = self.r.tools.get(tool).map_or(0, |t| t.params.len());
-        self.required(tool, k)
-            || (0..n).all(|j| used.get(j).copied().unwrap_or(false) || !self.required(tool, j))
-    }
-
     fn param_ok(&self, k: usize) -> bool {
         match &self.state {
             State::InCall { tool, used } => {
-                k < self.r.tools[*tool].params.len()
-                    && !used.get(k).copied().unwrap_or(true)
-                    && (!self.required_first || self.required_ready(*tool, used, k))
+                k < self.r.tools[*tool].params.len() && !used.get(k).copied().unwrap_or(true)
             }
             _ => false,
         }
@@ -348,9 +282,7 @@ impl<'a> Grammar<'a> {
             Choice::Param(k) => self.param_ok(k),
             Choice::Token(t, p) => match &self.state {
                 State::InValue { v, .. } => {
-                    self.token_ok(v, t)
-                        && p.is_none_or(|p| self.r.ids.get(p) == Some(&t))
-                        && self.grouping_ok(v, t, p)
+                    self.token_ok(v, t) && p.is_none_or(|p| self.r.ids.get(p) == Some(&t))
                 }
                 _ => false,
             },
@@ -553,11 +485,11 @@ impl<'a> Grammar<'a> {
                     .and_then(|i| vals.get(i).cloned())
                     .unwrap_or(Value::Null),
                 VKind::Integer => {
-                    let s = join_compact(self.tok, el).replace(',', "");
+                    let s = join_compact(self.tok, el);
                     s.parse::<i64>().map(Value::from).unwrap_or(Value::Null)
                 }
                 VKind::Number => {
-                    let s = join_compact(self.tok, el).replace(',', "");
+                    let s = join_compact(self.tok, el);
                     if s.contains('.') {
                         s.parse::<f64>()
                             .ok()
@@ -756,9 +688,6 @@ impl Grammar<'_> {
             forced: None,
             max_value_tokens: self.max_value_tokens,
             max_calls: self.max_calls,
-            thousands_groups: self.thousands_groups,
-            // The ordering rule does not bear on a parameter's kind.
-            required_first: false,
             state: State::InCall {
                 tool,
                 used: vec![false; self.r.tools.get(tool).map(|t| t.params.len()).unwrap_or(0)],

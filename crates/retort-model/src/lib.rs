@@ -14,7 +14,6 @@
 
 pub mod cache;
 pub mod config;
-pub mod dates;
 pub mod decode_config;
 pub mod error;
 pub mod fastdec;
@@ -23,11 +22,9 @@ pub mod features;
 pub mod grammar;
 pub mod model;
 pub mod net;
-pub mod percent;
 pub mod qgemm;
 pub mod rank;
 pub mod render;
-mod rewrite;
 pub mod targets;
 pub mod weights;
 

@@ -487,8 +487,6 @@ pub fn greedy(
     let mut g = Grammar::new(tok, &r, tools, &cfg.gen_vocab, opts, cfg.max_value_tokens);
     // The hand-set decoding rules (all off in a configuration without them).
     let rules = &cfg.decode;
-    g.thousands_groups = rules.thousands_separators;
-    g.required_first = rules.required_first_params;
     let max_steps = opts.max_steps.unwrap_or(cfg.max_steps).min(cfg.max_steps);
     let mut inputs = vec![(tok.pad, kind::BOS, None)];
     let temps: &[f64] = if aids.all_temperatures {
@@ -501,32 +499,10 @@ pub fn greedy(
     let mut last_copy: Option<usize> = None;
     let mut used_in_call: Vec<usize> = Vec::new();
     let mut cur_value: Vec<usize> = Vec::new();
-    // The query span (first, last position) the previous element of the
-    // array being decoded copied, for `next_item_bias`.
-    let mut prev_item: Option<(usize, usize)> = None;
-    // Per finished call: its rendered tool and, for each scalar value that
-    // copied one span of the query, (param, first, last); for
-    // `next_call_item_bias`.
-    let mut call_values: Vec<(usize, Vec<ValueSpan>)> = Vec::new();
-    let mut values: Vec<ValueSpan> = Vec::new();
-    // The query positions each finished call copied, in call order.
-    let mut call_copies: Vec<Vec<usize>> = Vec::new();
     let mut steps = 0;
     // The most word pieces any rendered tool shares with the query (as
-    // `render` counted them), for the overlap prior and the refusal bias.
+    // `render` counted them), for the overlap prior.
     let top_overlap = r.tools.iter().map(|t| t.overlap()).max().unwrap_or(0);
-    // Query positions of lower-case articles, for `no_leading_articles`
-    // (found once, not at every step's many choices).
-    let articles: Vec<bool> = if rules.no_leading_articles {
-        (0..r.len()).map(|p| lower_article_at(&r, p)).collect()
-    } else {
-        Vec::new()
-    };
-    let mentioned = if rules.mentioned_param_bias != 0.0 {
-        mentioned_params(query, &r, tools)
-    } else {
-        Vec::new()
-    };
     while !g.is_done() && steps < max_steps {
         // Feed the newest input; earlier steps live in `dec`.
         let Some(&newest) = inputs.last() else { break };
@@ -545,101 +521,8 @@ pub fn greedy(
                 .try_into_vec::<f32>()
                 .map_err(|e| ModelError::Weights(format!("{e:?}")))?,
         };
-        // Name anchors: the first piece of a value leans towards the query
-        // positions its parameter's name points at.
-        if rules.name_anchor_bias != 0.0
-            && let State::InValue { tool, param, v, .. } = &g.state
-            && v.cur.is_empty()
-            && !v.is_enum()
-            && let Some(rp) = r.tools.get(*tool).and_then(|t| t.params.get(*param))
-        {
-            for p in anchored_positions(&r, tok, &rp.name, numeric_value(&g)) {
-                if let Some(x) = z.get_mut(g.space.src_index(p)) {
-                    *x += rules.name_anchor_bias as f32;
-                }
-            }
-        }
-        // Lists read in order: after a copied element that a separator
-        // and a like item follow, another element (starting there).
-        if rules.next_item_bias != 0.0
-            && let State::InValue { v, .. } = &g.state
-            && v.array
-            && !v.is_enum()
-        {
-            let b = rules.next_item_bias as f32;
-            if v.cur.is_empty() {
-                if let Some(q) = prev_item.and_then(|(s, e)| next_item(&r, tok, s, e))
-                    && let Some(x) = z.get_mut(g.space.src_index(q))
-                {
-                    *x += b;
-                }
-            } else if let (Some(&s), Some(e)) = (cur_value.first(), last_copy)
-                && next_item(&r, tok, s, e).is_some()
-                && let Some(x) = z.get_mut(action::NEXT_ELEM)
-            {
-                *x += b;
-            }
-        }
-        // Names are copied whole: a capitalised run goes on through the
-        // next capitalised word and stops before a lower-case one.
-        if rules.capital_run_bias != 0.0
-            && let State::InValue { v, .. } = &g.state
-            && matches!(v.kind, crate::grammar::VKind::Text)
-            && let (Some(&s), Some(e)) = (cur_value.first(), last_copy)
-            && item_kind(&r, tok, s) == Some(1)
-            && !continues_word(&r, tok, e)
-            && let Some(x) = z.get_mut(g.space.src_index(e + 1))
-        {
-            match item_kind(&r, tok, e + 1) {
-                Some(1) => *x += rules.capital_run_bias as f32,
-                Some(2) => *x -= rules.capital_run_bias as f32,
-                _ => {}
-            }
-        }
-        // A text value stops before a lower-case word of its parameter's
-        // name: "New York court" for `court_location` reads "New York".
-        if rules.kind_word_bias != 0.0
-            && let State::InValue { tool, param, v, .. } = &g.state
-            && matches!(v.kind, crate::grammar::VKind::Text)
-            && let Some(p) = last_copy
-            && !continues_word(&r, tok, p)
-            && let Some(rp) = r.tools.get(*tool).and_then(|t| t.params.get(*param))
-            && kind_word_at(&r, p + 1, &rp.name)
-            && let Some(x) = z.get_mut(g.space.src_index(p + 1))
-        {
-            *x -= rules.kind_word_bias as f32;
-        }
-        // Optional parameters the request names are given.
-        if rules.mentioned_param_bias != 0.0
-            && let State::InCall { tool, used } = &g.state
-            && let (Some(rt), Some(named)) = (r.tools.get(*tool), mentioned.get(*tool))
-        {
-            for ((rp, &m), &u) in rt.params.iter().zip(named).zip(used) {
-                if m && !u
-                    && let Some(x) = z.get_mut(g.space.src_index(rp.start))
-                {
-                    *x += rules.mentioned_param_bias as f32;
-                }
-            }
-        }
-        // A later call of the same function reads the next item of the
-        // list its previous call's value began.
-        if rules.next_call_item_bias != 0.0
-            && let State::InValue { tool, param, v, .. } = &g.state
-            && v.cur.is_empty()
-            && !v.array
-            && !v.is_enum()
-            && let Some((_, vals)) = call_values.iter().rev().find(|(t, _)| t == tool)
-            && let Some(&(_, s, e)) = vals.iter().find(|(k, _, _)| k == param)
-            && let Some(q) = next_item(&r, tok, s, e)
-            && !call_copies.iter().any(|c| c.contains(&q))
-            && let Some(x) = z.get_mut(g.space.src_index(q))
-        {
-            *x += rules.next_call_item_bias as f32;
-        }
         // Every decision between calls (which tool next, or stop) is
-        // steered by the overlap priors and the refusal and stop biases
-        // below, but its share of the confidence is the model's own
+        // steered by the overlap priors below, but its share of the confidence is the model's own
         // probability of what was chosen (`z_model`, taken before this
         // step's decoding biases), with or without the priors.
         let between = matches!(g.state, State::Between);
@@ -659,12 +542,11 @@ pub fn greedy(
         // request that no tool called so far shares (the part of the
         // request the calls have not yet spoken to).
         let later = between && !first;
-        let rest: Vec<usize> =
-            if later && (rules.later_overlap_bias != 0.0 || rules.stop_rest_overlap_bias != 0.0) {
-                rest_overlaps(&r, tools, &g.calls)
-            } else {
-                Vec::new()
-            };
+        let rest: Vec<usize> = if later && rules.later_overlap_bias != 0.0 {
+            rest_overlaps(&r, tools, &g.calls)
+        } else {
+            Vec::new()
+        };
         let top_rest = rest.iter().copied().max().unwrap_or(0);
         // Word-overlap prior on every later call's function, by those
         // counts: a tool loses `later_overlap_bias` per piece fewer than
@@ -675,43 +557,6 @@ pub fn greedy(
                     *x += rules.later_overlap_bias as f32 * (n as f32 - top_rest as f32);
                 }
             }
-        }
-        match g.state {
-            State::Between => {
-                let b = if g.calls.is_empty() {
-                    // Refusing is less likely the more word pieces the best
-                    // tool shares with the request.
-                    rules.refusal_bias - rules.refusal_overlap_bias * top_overlap as f64
-                } else {
-                    // A list the last call began and no call finished.
-                    let list_goes_on = rules.next_call_item_bias != 0.0
-                        && call_copies.last().is_some_and(|last| {
-                            spans_of(last).into_iter().any(|(s, e)| {
-                                next_item(&r, tok, s, e)
-                                    .is_some_and(|q| !call_copies.iter().any(|c| c.contains(&q)))
-                            })
-                        });
-                    // Stopping is less likely the more word pieces a tool
-                    // shares with the part of the request no call has
-                    // spoken to yet.
-                    rules.extra_call_bias
-                        - rules.stop_rest_overlap_bias * top_rest as f64
-                        - if list_goes_on {
-                            rules.next_call_item_bias
-                        } else {
-                            0.0
-                        }
-                };
-                if let Some(x) = z.get_mut(action::STOP) {
-                    *x += b as f32;
-                }
-            }
-            State::InCall { .. } => {
-                if let Some(x) = z.get_mut(action::END_CALL) {
-                    *x += rules.end_call_bias as f32;
-                }
-            }
-            _ => {}
         }
         let mask = g.mask();
         let allowed: Vec<(usize, Choice)> = mask
@@ -728,15 +573,6 @@ pub fn greedy(
             allowed,
             |c| !matches!(c, Choice::Token(_, Some(p)) if used_in_call.contains(&p)),
         );
-        // Query copies only: a value that is not an enum member copies
-        // pieces from the query, not from the tools' names or descriptions.
-        let allowed = match &g.state {
-            State::InValue { v, .. } if rules.query_copies_only && !v.is_enum() => narrow(
-                allowed,
-                |c| !matches!(c, Choice::Token(_, Some(p)) if r.segs.get(p) != Some(&0)),
-            ),
-            _ => allowed,
-        };
         // Contiguous copies: right after a piece copied from position p,
         // another copied piece of the same value must come from p + 1 (a
         // value is one span of the query, not pieces from here and there).
@@ -750,20 +586,6 @@ pub fn greedy(
         // Whole words: inside a word the next piece of that word is the only
         // copy and the value cannot end; a run of copies (at the start of a
         // value or after a generated piece) does not start mid-word.
-        // Thousands separators: a copied number goes on through ", 000".
-        let allowed = match last_copy {
-            Some(p)
-                if rules.thousands_separators
-                    && in_scalar_number(&g)
-                    && group_follows(&r, tok, p) =>
-            {
-                narrow(
-                    allowed,
-                    |c| matches!(c, Choice::Token(_, Some(q)) if q == p + 1),
-                )
-            }
-            _ => allowed,
-        };
         let allowed = if rules.whole_word_copy {
             match last_copy {
                 Some(p) if continues_word(&r, tok, p) => narrow(
@@ -783,21 +605,6 @@ pub fn greedy(
             }
         } else {
             allowed
-        };
-        // No leading article: a text value (or array element) does not
-        // start with a lower-case "the", "a" or "an" ("the neutron").
-        let allowed = match &g.state {
-            State::InValue { v, .. }
-                if rules.no_leading_articles
-                    && v.cur.is_empty()
-                    && matches!(v.kind, crate::grammar::VKind::Text) =>
-            {
-                narrow(
-                    allowed,
-                    |c| !matches!(c, Choice::Token(_, Some(q)) if articles.get(q) == Some(&true)),
-                )
-            }
-            _ => allowed,
         };
         if allowed.is_empty() {
             break;
@@ -865,34 +672,16 @@ pub fn greedy(
         match choice {
             Choice::Token(_, Some(p)) if r.segs.get(p) == Some(&0) => cur_value.push(p),
             // A finished value or array element is not copied again.
-            Choice::Action(a @ (action::END_VAL | action::NEXT_ELEM)) => {
-                if let State::InValue { param, v, .. } = &g.state
-                    && a == action::END_VAL
-                    && !v.array
-                    && let (Some(&s), Some(&e)) = (cur_value.first(), cur_value.last())
-                    && e + 1 == s + cur_value.len()
-                {
-                    values.push((*param, s, e));
-                }
-                prev_item = match (cur_value.first(), cur_value.last()) {
-                    (Some(&s), Some(&e)) if a == action::NEXT_ELEM => Some((s, e)),
-                    _ => None,
-                };
+            Choice::Action(action::END_VAL | action::NEXT_ELEM) => {
                 used_in_call.append(&mut cur_value)
             }
             Choice::Action(action::END_CALL) => {
-                call_copies.push(std::mem::take(&mut used_in_call));
-                if let State::InCall { tool, .. } = &g.state {
-                    call_values.push((*tool, std::mem::take(&mut values)));
-                }
+                used_in_call.clear();
                 cur_value.clear();
-                prev_item = None;
             }
             Choice::Function(_) => {
                 used_in_call.clear();
                 cur_value.clear();
-                values.clear();
-                prev_item = None;
             }
             _ => {}
         }
@@ -916,19 +705,9 @@ pub fn greedy(
         "decoded"
     );
     // A decoding cut short keeps only its finished calls.
-    let calls = drop_repeats(
-        std::mem::take(&mut g.calls),
-        &call_copies,
-        rules.novel_repeat_calls,
-    );
+    let calls = drop_repeats(std::mem::take(&mut g.calls));
     let _ = matches!(g.state, State::Done);
-    let mut calls = repair_calls(calls, tools);
-    if rules.request_dates {
-        crate::dates::dates_from_request(&mut calls, query, tools);
-    }
-    if rules.percent_fractions {
-        crate::percent::percents_as_fractions(&mut calls, query, tools);
-    }
+    let calls = repair_calls(calls, tools);
     retort_core::validate_all(&calls, tools)
         .map_err(|e| ModelError::InvalidOutput(e.to_string()))?;
     Ok(Decoded {
@@ -1018,268 +797,12 @@ fn query_piece<'a>(r: &crate::render::Rendered, tok: &'a Tok, p: usize) -> Optio
     Some(t.strip_prefix("##").unwrap_or(t))
 }
 
-/// The whole query word that starts at piece `p` (its letters and
-/// digits), as written; `None` outside the query and for special pieces
-/// ([SEP]), whose span is empty.
-fn query_word_at(r: &crate::render::Rendered, p: usize) -> Option<String> {
-    if r.segs.get(p) != Some(&0) {
-        return None;
-    }
-    let rest = r
-        .spans
-        .get(p)
-        .filter(|sp| sp.1 > sp.0)
-        .and_then(|sp| r.text.get(sp.0..))?;
-    Some(rest.chars().take_while(|c| c.is_alphanumeric()).collect())
-}
-
-/// The query word that starts at piece `p` is written in lower case and
-/// is a word (three letters or more) of the parameter name `name`.
-pub(crate) fn kind_word_at(r: &crate::render::Rendered, p: usize, name: &str) -> bool {
-    query_word_at(r, p).is_some_and(|word| {
-        word.len() >= 3
-            && word.chars().all(|c| c.is_ascii_lowercase())
-            && retort_core::split_words(name).contains(&word)
-    })
-}
-
-/// The query word at piece `p` is "the", "a" or "an", in lower case.
-pub(crate) fn lower_article_at(r: &crate::render::Rendered, p: usize) -> bool {
-    query_word_at(r, p).is_some_and(|w| matches!(w.as_str(), "the" | "a" | "an"))
-}
-
 /// The value being decoded is an integer or a number.
 fn numeric_value(g: &Grammar<'_>) -> bool {
     matches!(
         &g.state,
         State::InValue { v, .. } if matches!(v.kind, crate::grammar::VKind::Integer | crate::grammar::VKind::Number)
     )
-}
-
-/// Words that sit between a parameter's name and its value ("a = 4",
-/// "height is 9", "city: Paris").
-const FILLERS: &[&str] = &[
-    "=", ":", "is", "of", "to", "as", "'", "\"", "was", "be", "set", "at", "are", "equals",
-    "equal", "the", "a", "an",
-];
-
-/// Query positions a parameter's name points at: after each whole-word
-/// query mention of one of its words, the next piece that is not a filler
-/// word; with `numeric`, also the start of a number written right before a
-/// mention ("3 passengers").
-pub(crate) fn anchored_positions(
-    r: &crate::render::Rendered,
-    tok: &Tok,
-    name: &str,
-    numeric: bool,
-) -> Vec<usize> {
-    let mut out = Vec::new();
-    let query_len = r.segs.iter().take_while(|&&s| s == 0).count();
-    for (s, len) in name_mentions(r, tok, name) {
-        let mut j = s + len;
-        let mut skipped = 0;
-        while skipped < 3 && query_piece(r, tok, j).is_some_and(|x| FILLERS.contains(&x)) {
-            j += 1;
-            skipped += 1;
-        }
-        // Query text only: not the [SEP] that closes it.
-        if j + 1 < query_len && query_piece(r, tok, j).is_some() {
-            out.push(j);
-        }
-        if numeric && s > 1 {
-            // Walk back over the number's pieces to its first one.
-            let mut k = s - 1;
-            let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
-            if query_piece(r, tok, k).is_some_and(digits) {
-                while k > 1 && starts_mid_word(r, tok, k)
-                    || (k > 1 && query_piece(r, tok, k - 1) == Some(".") && attached(r, k - 1))
-                {
-                    k -= 1;
-                }
-                out.push(k);
-            }
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-/// Whole-word query mentions of one of `name`'s words: (first piece,
-/// pieces).
-fn name_mentions(r: &crate::render::Rendered, tok: &Tok, name: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let query_len = r.segs.iter().take_while(|&&s| s == 0).count();
-    for w in retort_core::split_words(name) {
-        let Ok(ids) = tok.ids(&w) else { continue };
-        if ids.is_empty() {
-            continue;
-        }
-        // Query positions run from 1 ([CLS] is 0) to the first [SEP].
-        let last_start = query_len.saturating_sub(ids.len());
-        for s in 1..last_start {
-            if r.ids.get(s..s + ids.len()) == Some(ids.as_slice())
-                && !starts_mid_word(r, tok, s)
-                && !continues_word(r, tok, s + ids.len() - 1)
-            {
-                out.push((s, ids.len()));
-            }
-        }
-    }
-    out
-}
-
-/// A number starts at query piece `p`: digits that do not continue a word,
-/// or a `-` written right before such digits.
-fn number_starts(r: &crate::render::Rendered, tok: &Tok, p: usize) -> bool {
-    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
-    match query_piece(r, tok, p) {
-        Some("-") => attached(r, p) && query_piece(r, tok, p + 1).is_some_and(digits),
-        Some(x) => digits(x) && !starts_mid_word(r, tok, p),
-        None => false,
-    }
-}
-
-/// The value being decoded is one integer or number (not a list of them).
-fn in_scalar_number(g: &Grammar<'_>) -> bool {
-    numeric_value(g) && matches!(&g.state, State::InValue { v, .. } if !v.array)
-}
-
-/// Query piece `p` is digits, followed without spaces by `,` and a group of
-/// exactly three digits that ends there ("12" of "12,000").
-pub(crate) fn group_follows(r: &crate::render::Rendered, tok: &Tok, p: usize) -> bool {
-    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
-    let (Some(a), Some(comma), Some(group)) = (
-        query_piece(r, tok, p),
-        query_piece(r, tok, p + 1),
-        query_piece(r, tok, p + 2),
-    ) else {
-        return false;
-    };
-    let continued = attached(r, p + 2)
-        && r.ids
-            .get(p + 3)
-            .is_some_and(|&t| tok.text(t).starts_with("##"));
-    digits(a)
-        && comma == ","
-        && attached(r, p)
-        && attached(r, p + 1)
-        && group.len() == 3
-        && digits(group)
-        && !continued
-}
-
-/// A scalar value copied as one span of the query: (parameter, first
-/// position, last position).
-type ValueSpan = (usize, usize, usize);
-
-/// Words of a parameter's name too general to show that a request asks
-/// for that parameter.
-const GENERAL_NAME_WORDS: &[&str] = &[
-    "include", "includes", "is", "has", "use", "get", "set", "with", "show", "return", "max",
-    "min", "maximum", "minimum", "number", "num", "type", "name", "id", "data", "info", "list",
-    "all", "the", "and", "for", "value", "values", "default", "flag", "enable", "by", "count",
-];
-
-/// Two words name the same thing: equal, or sharing their first five
-/// letters or more ("including" and "include", "detailed" and "details").
-pub(crate) fn same_word(a: &str, b: &str) -> bool {
-    a == b || a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count() >= 5
-}
-
-/// For each rendered tool, which of its parameters the request names: an
-/// optional parameter with a word of its name (three letters or more, not
-/// general, not a word of the function's name) that is a request word
-/// (`same_word`). Required parameters are never marked (they are given
-/// anyway).
-pub(crate) fn mentioned_params(query: &str, r: &Rendered, tools: &[Tool]) -> Vec<Vec<bool>> {
-    let words = retort_core::split_words(query);
-    r.tools
-        .iter()
-        .map(|rt| {
-            let Some(t) = tools.get(rt.index) else {
-                return vec![false; rt.params.len()];
-            };
-            let own = retort_core::split_words(&t.name);
-            rt.params
-                .iter()
-                .map(|rp| {
-                    !t.parameters.is_required(&rp.name)
-                        && retort_core::split_words(&rp.name).iter().any(|w| {
-                            w.len() >= 3
-                                && !GENERAL_NAME_WORDS.contains(&w.as_str())
-                                && !own.iter().any(|o| same_word(o, w))
-                                && words.iter().any(|q| same_word(q, w))
-                        })
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Words and marks that separate the items of a list in a request.
-const LIST_SEPARATORS: &[&str] = &[",", ";", "and", "or", "&", "plus"];
-
-/// The kind of item that starts at query piece `p`, for reading lists: a
-/// number (0), a capitalised word (1) or a lower-case word (2); `None` for
-/// marks and pieces inside a word.
-fn item_kind(r: &crate::render::Rendered, tok: &Tok, p: usize) -> Option<u8> {
-    if number_starts(r, tok, p) {
-        return Some(0);
-    }
-    let x = query_piece(r, tok, p)?;
-    if !alnum(x) || starts_mid_word(r, tok, p) {
-        return None;
-    }
-    let upper = r
-        .spans
-        .get(p)
-        .and_then(|sp| r.text.get(sp.0..))
-        .and_then(|t| t.chars().next())
-        .is_some_and(char::is_uppercase);
-    Some(if upper { 1 } else { 2 })
-}
-
-/// Where the next item of a list starts, after an item copied from query
-/// pieces `start..=end`: past quotes and `$`, at least one list separator,
-/// then an item of the same kind as the one at `start`, quoted if that one
-/// is ("'a', using b" is no list). `None` when the list ends there.
-pub(crate) fn next_item(
-    r: &crate::render::Rendered,
-    tok: &Tok,
-    start: usize,
-    end: usize,
-) -> Option<usize> {
-    let kind = item_kind(r, tok, start)?;
-    let quoted = |p: usize| {
-        p > 0
-            && query_piece(r, tok, p - 1).is_some_and(|x| matches!(x, "'" | "\"" | "`"))
-            && attached(r, p - 1)
-    };
-    let mut seps = 0;
-    for q in end + 1..end + 8 {
-        let x = query_piece(r, tok, q)?;
-        if LIST_SEPARATORS.contains(&x) {
-            seps += 1;
-        } else if !matches!(x, "'" | "\"" | "`" | "$") {
-            return (seps > 0 && item_kind(r, tok, q) == Some(kind) && quoted(q) == quoted(start))
-                .then_some(q);
-        }
-    }
-    None
-}
-
-/// The runs of consecutive positions in `copies` (a call's copied query
-/// positions, in copy order), as (first, last).
-pub(crate) fn spans_of(copies: &[usize]) -> Vec<(usize, usize)> {
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    for &p in copies {
-        match out.last_mut() {
-            Some((_, e)) if p == *e + 1 => *e = p,
-            _ => out.push((p, p)),
-        }
-    }
-    out
 }
 
 /// Query pieces `p` and `p + 1` touch in the text (no space between them).
@@ -1305,33 +828,13 @@ fn narrow(allowed: Vec<(usize, Choice)>, keep: impl Fn(Choice) -> bool) -> Vec<(
     if kept.is_empty() { allowed } else { kept }
 }
 
-/// Drop calls that add nothing: an exact repeat of an earlier call, and,
-/// with `novel` (`DecodeConfig::novel_repeat_calls`), a further call of a
-/// function already called that copies no query position (`copies[i]`:
-/// the positions call `i` copied) that an earlier kept call of it did not.
-fn drop_repeats(decoded: Vec<Call>, copies: &[Vec<usize>], novel: bool) -> Vec<Call> {
+/// Drop exact repeats of an earlier call.
+fn drop_repeats(decoded: Vec<Call>) -> Vec<Call> {
     let mut calls: Vec<Call> = Vec::new();
-    let mut kept_copies: Vec<&[usize]> = Vec::new();
-    for (i, c) in decoded.into_iter().enumerate() {
-        if calls.contains(&c) {
-            continue;
+    for c in decoded {
+        if !calls.contains(&c) {
+            calls.push(c);
         }
-        let mine: &[usize] = copies.get(i).map_or(&[], |v| v.as_slice());
-        if novel {
-            let mut earlier = calls
-                .iter()
-                .zip(&kept_copies)
-                .filter(|(k, _)| k.name == c.name)
-                .peekable();
-            if earlier.peek().is_some() {
-                let seen: Vec<usize> = earlier.flat_map(|(_, p)| p.iter().copied()).collect();
-                if mine.iter().all(|p| seen.contains(p)) {
-                    continue;
-                }
-            }
-        }
-        calls.push(c);
-        kept_copies.push(mine);
     }
     calls
 }
@@ -1455,30 +958,15 @@ mod repair_tests {
     use serde_json::json;
 
     #[test]
-    fn repeats_that_copy_nothing_new_are_dropped() {
+    fn exact_repeats_are_dropped() {
         let call = |v: serde_json::Value| -> Call { serde_json::from_value(v).expect("call") };
         let decoded = vec![
             call(json!({"name": "hcf", "arguments": {"a": 36, "b": 24}})),
-            // The same query numbers swapped: nothing new.
             call(json!({"name": "hcf", "arguments": {"a": 24, "b": 36}})),
-            // A new query number: a real second call.
-            call(json!({"name": "hcf", "arguments": {"a": 36, "b": 60}})),
-            // Another function may use the same values.
             call(json!({"name": "lcm", "arguments": {"a": 36, "b": 24}})),
             call(json!({"name": "hcf", "arguments": {"a": 36, "b": 24}})),
         ];
-        let copies = vec![vec![3, 5], vec![5, 3], vec![3, 8], vec![3, 5], vec![3, 5]];
-        let names = |cs: &[Call]| -> Vec<serde_json::Value> {
-            cs.iter().map(|c| json!([c.name, c.arguments])).collect()
-        };
-        let novel = drop_repeats(decoded.clone(), &copies, true);
-        assert_eq!(
-            names(&novel),
-            names(&[decoded[0].clone(), decoded[2].clone(), decoded[3].clone()])
-        );
-        // Without the rule only exact repeats go.
-        let all = drop_repeats(decoded.clone(), &copies, false);
-        assert_eq!(names(&all), names(&decoded[..4]));
+        assert_eq!(drop_repeats(decoded.clone()), decoded[..3].to_vec());
     }
 
     #[test]

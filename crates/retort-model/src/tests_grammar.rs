@@ -514,35 +514,3 @@ fn generated_times_and_decimals_have_no_spaces_inside() {
     assert_eq!(text("at 9: 30"), "at 9:30");
     assert_eq!(text("end. 5 more"), "end. 5 more");
 }
-
-/// `kind_word_bias`: the query words that name a parameter's kind.
-#[test]
-fn kind_words_are_lower_case_words_of_the_name() {
-    let Some(tok) = tok() else { return };
-    let q = "cases at the New York court and the Supreme Court, courtyard";
-    let r = render(&tok, q, &tools(), LIM, &[]).expect("render");
-    let starts: Vec<usize> = (1..r.len())
-        .filter(|&i| r.segs[i] == 0 && tok.text(r.ids[i]).starts_with("court"))
-        .collect();
-    assert_eq!(starts.len(), 3, "{starts:?}");
-    let kind = |p: usize, name: &str| crate::model::kind_word_at(&r, p, name);
-    assert!(kind(starts[0], "court_location"));
-    assert!(kind(starts[0], "courtName"));
-    assert!(!kind(starts[0], "location"));
-    // "Court" is part of a name; "courtyard" is another word.
-    assert!(!kind(starts[1], "court_location"));
-    assert!(!kind(starts[2], "court_location"));
-}
-
-/// `no_leading_articles`: lower-case articles only.
-#[test]
-fn lower_case_articles_are_found_by_their_whole_word() {
-    let Some(tok) = tok() else { return };
-    let q = "the neutron and The Hague, an apple, a theory";
-    let r = render(&tok, q, &tools(), LIM, &[]).expect("render");
-    let found: Vec<String> = (1..r.len())
-        .filter(|&i| crate::model::lower_article_at(&r, i))
-        .map(|i| tok.text(r.ids[i]).to_string())
-        .collect();
-    assert_eq!(found, vec!["the", "an", "a"]);
-}

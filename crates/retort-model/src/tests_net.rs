@@ -550,17 +550,18 @@ fn unending_values_model(gen_vocab: Vec<u32>, seed: u64) -> Option<Model> {
     Some(Model::from_parts(cfg, &host, &tj).expect("model"))
 }
 
-/// With the contiguous-copy rule, a value copied from the query is one
-/// span of it: every piece comes from the query position after the last.
+/// The text of `weather_tools` that a value may copy besides the query.
+const WEATHER_TOOL_TEXT: &str = "get_weather Weather in a city units c f";
+
+/// With the contiguous-copy rule, a value copied from the input is one
+/// span of it: every piece comes from the position after the last.
 #[test]
 fn contiguous_copies_keep_a_value_one_span_of_the_query() {
-    // Nothing can be generated and only the query is copied, so every
-    // piece of a value is a query piece.
+    // Nothing can be generated, so every piece of a value is a piece of
+    // the query or of the tool's text.
     let Some(mut m) = unending_values_model(vec![], 21) else {
         return;
     };
-    m.update_config(|c| c.decode.query_copies_only = true)
-        .expect("rule");
     let q = "What is the weather in Reykjavik today?";
     let opts = CallOptions {
         require_call: true,
@@ -577,12 +578,12 @@ fn contiguous_copies_keep_a_value_one_span_of_the_query() {
     let scattered = city(&m);
     for word in scattered.split(|c: char| !c.is_alphanumeric()) {
         assert!(
-            q.contains(word),
-            "{scattered:?} is not copied from the query"
+            q.contains(word) || WEATHER_TOOL_TEXT.contains(word),
+            "{scattered:?} is not copied from the input"
         );
     }
     assert!(
-        !q.contains(scattered.as_str()),
+        !q.contains(scattered.as_str()) && !WEATHER_TOOL_TEXT.contains(scattered.as_str()),
         "without the rule this network copies from here and there: {scattered:?}"
     );
     m.update_config(|c| c.decode.contiguous_copy = true)
@@ -590,8 +591,8 @@ fn contiguous_copies_keep_a_value_one_span_of_the_query() {
     let span = city(&m);
     assert!(!span.is_empty());
     assert!(
-        q.contains(span.as_str()),
-        "{span:?} is not one span of {q:?}"
+        q.contains(span.as_str()) || WEATHER_TOOL_TEXT.contains(span.as_str()),
+        "{span:?} is not one span of {q:?} or the tool's text"
     );
 }
 
@@ -599,13 +600,12 @@ fn contiguous_copies_keep_a_value_one_span_of_the_query() {
 /// boundaries of the query: every word of the value is a whole query word.
 #[test]
 fn whole_word_copies_keep_words_intact() {
-    // Only "." can be generated, so every word of a value is copied (and
-    // only from the query).
+    // Only "." can be generated, so every word of a value is copied (from
+    // the query or the tool's text).
     let Some(mut m) = unending_values_model(vec![1012], 21) else {
         return;
     };
     m.update_config(|c| {
-        c.decode.query_copies_only = true;
         c.decode.contiguous_copy = true;
         c.decode.whole_word_copy = true;
     })
@@ -628,7 +628,8 @@ fn whole_word_copies_keep_words_intact() {
         let d = m.predict(q, &weather_tools(), &opts).expect("predict");
         retort_core::validate_all(&d.calls, &weather_tools()).expect("valid");
         let city = d.calls[0].arguments["city"].as_str().expect("string");
-        let qw = words(q);
+        let mut qw = words(q);
+        qw.extend(words(WEATHER_TOOL_TEXT));
         // The value goes on until its 40-piece cap or the end of the
         // query; the cap may cut the last word, every other one is whole.
         let vw = words(city);
@@ -636,62 +637,10 @@ fn whole_word_copies_keep_words_intact() {
         for w in &vw[..vw.len() - 1] {
             assert!(
                 qw.contains(w),
-                "{w:?} of {city:?} is not a whole word of {q:?}"
+                "{w:?} of {city:?} is not a whole word of {q:?} or the tool's text"
             );
         }
     }
-}
-
-/// With the query-copies-only rule, a free-text value copies pieces from
-/// the query only: without the rule some of these networks' values take
-/// words of the tool's text, and with it no word of the tool's text gets
-/// into any value.
-#[test]
-fn query_copies_only_keeps_tool_text_out_of_values() {
-    let tools = Tool::parse_many(
-        &json!([{"name": "get_forecast", "description": "zanzibar quokka marmalade",
-          "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-          "required": ["city"]}}]),
-        ToolFormat::Auto,
-    )
-    .expect("tools");
-    let q = "weather in reykjavik";
-    let opts = CallOptions {
-        require_call: true,
-        ..Default::default()
-    };
-    let city = |m: &Model| -> String {
-        let d = m.predict(q, &tools, &opts).expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        d.calls[0].arguments["city"]
-            .as_str()
-            .expect("string")
-            .to_lowercase()
-    };
-    let from_query = |v: &str| {
-        v.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .all(|w| q.contains(w))
-    };
-    let mut took_tool_text = 0;
-    for seed in 0..8 {
-        // Nothing can be generated, so every piece of a value is copied.
-        let Some(mut m) = unending_values_model(vec![], seed) else {
-            return;
-        };
-        if !from_query(&city(&m)) {
-            took_tool_text += 1;
-        }
-        m.update_config(|c| c.decode.query_copies_only = true)
-            .expect("rule");
-        let with = city(&m);
-        assert!(!with.is_empty(), "seed {seed}");
-        assert!(
-            from_query(&with),
-            "seed {seed}: {with:?} is not copied from {q:?}"
-        );
-    }
-    assert!(took_tool_text > 0, "no network copied from the tool text");
 }
 
 /// A tiny random model (seed 9), or `None` without a tokenizer.
@@ -757,55 +706,23 @@ fn overlap_bias_steers_the_first_function_choice() {
     assert_eq!(steered.confidence, own.confidence);
 }
 
-/// `refusal_overlap_bias` lowers refusing by the word pieces the best tool
-/// shares with the request: a request naming the tool is answered, one
-/// sharing nothing is left to the model and `refusal_bias`.
-#[test]
-fn refusal_overlap_bias_scales_with_shared_word_pieces() {
-    let Some(mut m) = tiny_model() else { return };
-    let tools = weather_tools();
-    let opts = CallOptions::default();
-    let shared = "weather in the city of Oslo";
-    let unrelated = "tell me a joke";
-    // Refusing wins everywhere with a large refusal bias...
-    m.update_config(|c| c.decode.refusal_bias = 30.0)
-        .expect("bias");
-    for q in [shared, unrelated] {
-        assert!(
-            m.predict(q, &tools, &opts)
-                .expect("predict")
-                .calls
-                .is_empty()
-        );
-    }
-    // ...until the request shares enough with the tool to outweigh it.
-    m.update_config(|c| c.decode.refusal_overlap_bias = 25.0)
-        .expect("bias");
-    let d = m.predict(shared, &tools, &opts).expect("predict");
-    retort_core::validate_all(&d.calls, &tools).expect("valid");
-    assert!(!d.calls.is_empty(), "{d:?}");
-    assert!(
-        m.predict(unrelated, &tools, &opts)
-            .expect("predict")
-            .calls
-            .is_empty()
-    );
-}
-
 /// A two-part request for `flight_and_weather_tools`.
 const PLANE_THEN_WEATHER: &str = "reserve a plane seat, then the weather forecast in Oslo";
 
-/// Sets `m` to call (refusing off), to stop after a call by `stop` (a logit
-/// added to stopping), and to keep values and calls short so that the step
-/// budget holds several calls.
-fn short_calls(m: &mut Model, stop: f64) {
-    m.update_config(|c| {
-        c.decode.refusal_bias = -30.0;
-        c.decode.extra_call_bias = stop;
-        c.max_value_tokens = 2;
-        c.decode.end_call_bias = 30.0;
-    })
-    .expect("bias");
+/// `tiny_model`'s network set to call (stopping, and so refusing, lowered
+/// by 30 in its action head), to end a call early (`END_CALL` raised by
+/// 30) and to keep values short, so that the step budget holds several
+/// calls.
+fn short_calls_model() -> Option<Model> {
+    let tj = tokenizer_json()?;
+    let mut cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
+    cfg.max_value_tokens = 2;
+    let layout = Layout::new(&cfg);
+    let mut host = HostParams::init(&layout, 9);
+    let bias = layout.index_of("head.action.bias").expect("action bias");
+    host.values[bias][crate::net::action::STOP] -= 30.0;
+    host.values[bias][crate::net::action::END_CALL] += 30.0;
+    Some(Model::from_parts(cfg, &host, &tj).expect("model"))
 }
 
 /// `later_overlap_bias` moves a later call to the tool sharing the words of
@@ -813,11 +730,12 @@ fn short_calls(m: &mut Model, stop: f64) {
 /// seat), `get_weather` (weather, forecast).
 #[test]
 fn later_overlap_bias_moves_on_to_the_part_not_yet_answered() {
-    let Some(mut m) = tiny_model() else { return };
+    let Some(mut m) = short_calls_model() else {
+        return;
+    };
     let tools = flight_and_weather_tools();
     let opts = CallOptions::default();
     let q = PLANE_THEN_WEATHER;
-    short_calls(&mut m, -30.0);
     m.update_config(|c| c.decode.overlap_bias = 40.0)
         .expect("bias");
     let names = |m: &Model| -> Vec<String> {
@@ -843,116 +761,6 @@ fn later_overlap_bias_moves_on_to_the_part_not_yet_answered() {
     );
     assert!(
         m.update_config(|c| c.decode.later_overlap_bias = f64::NAN)
-            .is_err()
-    );
-}
-
-/// `stop_rest_overlap_bias` goes on after a call while a tool shares words of
-/// the request that no called tool does, and stops once none does.
-#[test]
-fn stop_rest_overlap_bias_calls_until_the_request_is_spoken_to() {
-    let Some(mut m) = tiny_model() else { return };
-    let tools = flight_and_weather_tools();
-    let opts = CallOptions::default();
-    let q = PLANE_THEN_WEATHER;
-    short_calls(&mut m, 30.0);
-    m.update_config(|c| {
-        c.decode.overlap_bias = 40.0;
-        c.decode.later_overlap_bias = 40.0;
-    })
-    .expect("bias");
-    let one = m.predict(q, &tools, &opts).expect("predict");
-    assert_eq!(one.calls.len(), 1, "{one:?}");
-    m.update_config(|c| c.decode.stop_rest_overlap_bias = 25.0)
-        .expect("bias");
-    let two = m.predict(q, &tools, &opts).expect("predict");
-    retort_core::validate_all(&two.calls, &tools).expect("valid");
-    let names: Vec<&str> = two.calls.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["book_flight", "get_weather"], "{two:?}");
-}
-
-/// `refusal_bias` steers the first decision only, with the overlap prior off
-/// too: where it agrees with the model's own choice (call or refuse), the
-/// answer and its confidence are those without it.
-#[test]
-fn refusal_bias_leaves_the_confidence_of_an_agreeing_choice() {
-    let Some(mut m) = tiny_model() else { return };
-    m.update_config(|c| {
-        c.decode.overlap_bias = 0.0;
-        c.decode.refusal_bias = 0.0;
-    })
-    .expect("bias");
-    let tools = weather_tools();
-    let opts = CallOptions::default();
-    for q in ["weather forecast for Oslo", "tell me a joke"] {
-        let own = m.predict(q, &tools, &opts).expect("predict");
-        let agree = if own.calls.is_empty() { 40.0 } else { -40.0 };
-        m.update_config(|c| c.decode.refusal_bias = agree)
-            .expect("bias");
-        let steered = m.predict(q, &tools, &opts).expect("predict");
-        assert_eq!(steered.calls, own.calls, "{q}");
-        assert_eq!(steered.confidence, own.confidence, "{q}");
-        // Against the model's choice it flips the decision.
-        m.update_config(|c| c.decode.refusal_bias = -agree)
-            .expect("bias");
-        let flipped = m.predict(q, &tools, &opts).expect("predict");
-        assert_ne!(flipped.calls.is_empty(), own.calls.is_empty(), "{q}");
-        m.update_config(|c| c.decode.refusal_bias = 0.0)
-            .expect("bias");
-    }
-}
-
-/// `extra_call_bias` moves the decision to stop after the first call, and
-/// `end_call_bias` the decision to end a call once its required parameters
-/// are given.
-#[test]
-fn call_and_argument_biases_steer_decoding() {
-    let Some(tj) = tokenizer_json() else { return };
-    let cfg = ModelConfig::tiny(vec![1012, 1015, 1016]);
-    let host = HostParams::init(&Layout::new(&cfg), 5);
-    let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-    let tools = weather_tools();
-    let opts = CallOptions {
-        require_call: true,
-        ..Default::default()
-    };
-    let q = "What is the weather in Oslo and in Lima?";
-    let run = |m: &Model| {
-        let d = m.predict(q, &tools, &opts).expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        d.calls
-    };
-    m.update_config(|c| c.decode.extra_call_bias = 40.0)
-        .expect("bias");
-    assert_eq!(run(&m).len(), 1);
-    m.update_config(|c| c.decode.extra_call_bias = -40.0)
-        .expect("bias");
-    assert!(run(&m).len() > 1, "{:?}", run(&m));
-    // A tool whose only parameter is optional: the call may end at once.
-    let optional = Tool::parse_many(
-        &json!([{"name": "get_weather", "description": "Weather here",
-          "parameters": {"type": "object", "properties": {
-            "units": {"type": "string", "enum": ["c", "f"]}}}}]),
-        ToolFormat::Auto,
-    )
-    .expect("tools");
-    let args = |m: &Model| {
-        let d = m.predict(q, &optional, &opts).expect("predict");
-        retort_core::validate_all(&d.calls, &optional).expect("valid");
-        d.calls[0].arguments.clone()
-    };
-    m.update_config(|c| c.decode.end_call_bias = 40.0)
-        .expect("bias");
-    assert!(args(&m).is_empty(), "{:?}", args(&m));
-    m.update_config(|c| c.decode.end_call_bias = -40.0)
-        .expect("bias");
-    assert!(args(&m).contains_key("units"), "{:?}", args(&m));
-    assert!(
-        m.update_config(|c| c.decode.end_call_bias = f64::NAN)
-            .is_err()
-    );
-    assert!(
-        m.update_config(|c| c.decode.extra_call_bias = 51.0)
             .is_err()
     );
 }
@@ -1451,366 +1259,6 @@ fn host_lower_layers_then_encode_from_match_encode() {
         assert!(worst > 0.0, "the integer path was not taken ({n} layers)");
         assert!(worst < 1e-4, "{n} layers: worst difference {worst}");
     }
-}
-
-/// With the thousands-separator rule, a number copied from the query goes
-/// on through ",345": "12,345" gives 12345 (without it, 12); inside a list,
-/// "100,200" stays two elements.
-#[test]
-fn thousands_separators_join_digit_groups() {
-    let Some(tj) = tokenizer_json() else { return };
-    let tools = Tool::parse_many(
-        &json!([{"name": "pay", "description": "Send money",
-          "parameters": {"type": "object", "properties": {
-            "amount": {"type": "integer"}}, "required": ["amount"]}},
-          {"name": "total", "description": "Add numbers",
-          "parameters": {"type": "object", "properties": {
-            "values": {"type": "array", "items": {"type": "integer"}}},
-          "required": ["values"]}}]),
-        ToolFormat::Auto,
-    )
-    .expect("tools");
-    let pay = CallOptions {
-        force_function: Some("pay".into()),
-        ..Default::default()
-    };
-    let total = CallOptions {
-        force_function: Some("total".into()),
-        ..Default::default()
-    };
-    let mut joined = 0;
-    for seed in 0..8 {
-        // Only "." can be generated, so every digit is copied.
-        let cfg = ModelConfig::tiny(vec![1012]);
-        let host = HostParams::init(&Layout::new(&cfg), seed);
-        let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-        m.update_config(|c| {
-            c.decode.query_copies_only = true;
-            c.decode.contiguous_copy = true;
-            c.decode.whole_word_copy = true;
-        })
-        .expect("rules");
-        let amount = |m: &Model| {
-            let d = m
-                .predict("Send 12,345 dollars", &tools, &pay)
-                .expect("predict");
-            retort_core::validate_all(&d.calls, &tools).expect("valid");
-            d.calls
-                .first()
-                .and_then(|c| c.arguments.get("amount"))
-                .and_then(serde_json::Value::as_i64)
-        };
-        let before = amount(&m);
-        assert!(matches!(before, Some(12 | 345)), "seed {seed}: {before:?}");
-        m.update_config(|c| c.decode.thousands_separators = true)
-            .expect("rule");
-        let after = amount(&m);
-        assert!(matches!(after, Some(12345 | 345)), "seed {seed}: {after:?}");
-        if after == Some(12345) {
-            joined += 1;
-            assert_eq!(before, Some(12), "seed {seed}");
-        }
-        let d = m
-            .predict("Add 100,200 and 300", &tools, &total)
-            .expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        for v in d.calls.iter().flat_map(|c| c.arguments.values()) {
-            for x in v.as_array().into_iter().flatten() {
-                assert!(x.as_i64().is_some_and(|n| n < 1000), "seed {seed}: {x}");
-            }
-        }
-    }
-    assert!(joined > 0, "no network started the amount at 12");
-    // Separators are copied, never generated: with "," and "202" in the
-    // generation vocabulary and no separator in the query, no amount gets
-    // a generated group.
-    let Some(t) = crate::testutil::tok() else {
-        return;
-    };
-    let id = |s: &str| t.vocab.iter().position(|x| x == s).map(|i| i as u32);
-    let (Some(dot), Some(comma), Some(group)) = (id("."), id(","), id("202")) else {
-        panic!("vocabulary lacks . , 202");
-    };
-    for seed in 0..8 {
-        let cfg = ModelConfig::tiny(vec![dot, comma, group]);
-        let host = HostParams::init(&Layout::new(&cfg), seed);
-        let mut m = Model::from_parts(cfg, &host, &tj).expect("model");
-        m.update_config(|c| c.decode.thousands_separators = true)
-            .expect("rule");
-        let d = m.predict("Send 7 dollars", &tools, &pay).expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        for v in d.calls.iter().flat_map(|c| c.arguments.values()) {
-            assert!(v.as_i64().is_some_and(|n| n < 1000), "seed {seed}: {v}");
-        }
-    }
-}
-
-/// A parameter's name points at the value written next to it: after
-/// "height" (skipping "=", "is", ...) and, for numbers, before
-/// "passengers"; a name word inside another word points at nothing.
-#[test]
-fn name_anchors_point_next_to_parameter_names() {
-    let Some(t) = crate::testutil::tok() else {
-        return;
-    };
-    let q = "Heights aside: height 4 and width = 9.5 for 3 passengers";
-    let tools = weather_tools();
-    let cfg = ModelConfig::tiny(vec![1012]);
-    let r = crate::render::render(&t, q, &tools, crate::model::infer_limits(&cfg), &[])
-        .expect("render");
-    let text_at = |ps: Vec<usize>| -> Vec<String> {
-        ps.into_iter()
-            .map(|p| {
-                let (a, b) = r.spans[p];
-                r.text[a..b].to_string()
-            })
-            .collect()
-    };
-    use crate::model::anchored_positions as anchors;
-    assert_eq!(text_at(anchors(&r, &t, "height", false)), vec!["4"]);
-    assert_eq!(text_at(anchors(&r, &t, "width", true)), vec!["9"]);
-    assert_eq!(text_at(anchors(&r, &t, "num_passengers", true)), vec!["3"]);
-    assert_eq!(
-        text_at(anchors(&r, &t, "passengers", false)),
-        Vec::<String>::new()
-    );
-    assert!(anchors(&r, &t, "depth", true).is_empty());
-}
-
-/// Where the next item of a list starts: past a separator, at an item of
-/// the same kind (number, capitalised word, lower-case word); nowhere once
-/// the list ends or the kind changes.
-#[test]
-fn next_item_reads_lists_of_like_items() {
-    let q = "Flows 200, 300 and $400; weather in Paris, London or Oslo, a=3, b=4, tea & coffee, 'x', using 'y', 'z' or 'w'.";
-    let Some((tok, r)) = rendered(q, &weather_tools()) else {
-        return;
-    };
-    let piece = |p: usize| tok.text(r.ids[p]).to_string();
-    let find = |s: &str| (0..r.ids.len()).find(|&p| piece(p) == s).expect(s);
-    let next = |s: &str| crate::model::next_item(&r, &tok, find(s), find(s));
-    assert_eq!(next("200"), Some(find("300")));
-    assert_eq!(next("300"), Some(find("400")), "past `and` and `$`");
-    assert_eq!(next("400"), None, "`;` then a lower-case word");
-    assert_eq!(next("paris"), Some(find("london")));
-    assert_eq!(next("london"), Some(find("oslo")), "past `or`");
-    assert_eq!(next("3"), None, "a number, then a name");
-    assert_eq!(next("tea"), Some(find("coffee")));
-    assert_eq!(next("x"), None, "quoted, then a plain word");
-    assert_eq!(next("z"), Some(find("w")), "quoted, then quoted");
-    assert_eq!(next("w"), None, "the sentence ends");
-    assert_eq!(
-        crate::model::spans_of(&[4, 5, 6, 9, 2, 3]),
-        vec![(4, 6), (9, 9), (2, 3)]
-    );
-}
-
-/// `short_calls` (stopping after a call by 30), values of at most
-/// `max_value_tokens` pieces copied whole and in one run from the query,
-/// starting where a parameter's name points.
-fn copying_calls(m: &mut Model, max_value_tokens: usize) {
-    short_calls(m, 30.0);
-    m.update_config(|c| {
-        c.max_value_tokens = max_value_tokens;
-        c.decode.name_anchor_bias = 40.0;
-        c.decode.query_copies_only = true;
-        c.decode.contiguous_copy = true;
-        c.decode.whole_word_copy = true;
-    })
-    .expect("bias");
-}
-
-const NUMBER_LIST: &str = "net present value of cash flows 200, 300, 400 and 500";
-
-fn list_tools() -> Vec<Tool> {
-    Tool::parse_many(
-        &json!([{"name": "npv", "description": "Net present value",
-          "parameters": {"type": "object", "properties": {
-            "cash_flows": {"type": "array", "items": {"type": "integer"}}},
-          "required": ["cash_flows"]}}]),
-        ToolFormat::Auto,
-    )
-    .expect("tools")
-}
-
-/// `next_item_bias` reads an array element by element in the order the
-/// request lists them; negative, it stops after the first.
-#[test]
-fn next_item_bias_reads_a_list_in_order() {
-    let Some(mut m) = tiny_model() else { return };
-    let tools = list_tools();
-    let opts = CallOptions::default();
-    copying_calls(&mut m, 40);
-    let flows = |m: &Model| -> Vec<serde_json::Value> {
-        let d = m.predict(NUMBER_LIST, &tools, &opts).expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        d.calls
-            .first()
-            .and_then(|c| c.arguments.get("cash_flows"))
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
-    };
-    m.update_config(|c| c.decode.next_item_bias = 40.0)
-        .expect("bias");
-    let on = flows(&m);
-    assert_eq!(
-        on.get(..4),
-        Some(&[json!(200), json!(300), json!(400), json!(500)][..]),
-        "{on:?}"
-    );
-    m.update_config(|c| c.decode.next_item_bias = -40.0)
-        .expect("bias");
-    let off = flows(&m);
-    assert_eq!(off, vec![json!(200)]);
-    assert!(m.update_config(|c| c.decode.next_item_bias = 51.0).is_err());
-}
-
-/// `next_call_item_bias` calls a function again for each further item of
-/// the list its first call's value began, in order.
-#[test]
-fn next_call_item_bias_calls_once_per_listed_item() {
-    let Some(mut m) = tiny_model() else { return };
-    let tools = weather_tools();
-    let opts = CallOptions::default();
-    let q = "weather forecast for the city Paris, London and Oslo";
-    copying_calls(&mut m, 1);
-    let cities = |m: &Model| -> Vec<String> {
-        let d = m.predict(q, &tools, &opts).expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        d.calls
-            .iter()
-            .filter_map(|c| c.arguments.get("city").and_then(|v| v.as_str()))
-            .map(str::to_string)
-            .collect()
-    };
-    let one = cities(&m);
-    assert_eq!(one.len(), 1, "{one:?}");
-    m.update_config(|c| c.decode.next_call_item_bias = 45.0)
-        .expect("bias");
-    let all = cities(&m);
-    assert_eq!(
-        all.get(..3),
-        Some(
-            &[
-                "Paris".to_string(),
-                "London".to_string(),
-                "Oslo".to_string()
-            ][..]
-        ),
-        "{all:?}"
-    );
-}
-
-fn forest_tools() -> Vec<Tool> {
-    Tool::parse_many(
-        &json!([{"name": "forest_growth_forecast", "description": "Forest growth",
-          "parameters": {"type": "object", "properties": {
-            "location": {"type": "string"},
-            "forest_type": {"type": "string"},
-            "include_human_impact": {"type": "string"},
-            "include_stats": {"type": "boolean"}},
-          "required": ["location"]}}]),
-        ToolFormat::Auto,
-    )
-    .expect("tools")
-}
-
-const FOREST: &str =
-    "Predict the forest growth in Yellowstone including human impact and its statistics.";
-
-/// Which optional parameters a request names: a distinctive word of the
-/// name, or one sharing its first five letters; not a word of the
-/// function's name ("forest"), not a general one ("include"), never a
-/// required parameter.
-#[test]
-fn mentioned_params_are_named_by_distinctive_words() {
-    let Some(tj) = tokenizer_json() else { return };
-    let tok = crate::render::Tok::from_bytes(&tj).expect("tok");
-    let cfg = ModelConfig::tiny(vec![1012]);
-    let tools = forest_tools();
-    let marks = |q: &str| {
-        let r = crate::render::render(&tok, q, &tools, crate::model::infer_limits(&cfg), &[])
-            .expect("render");
-        let names: Vec<&str> = r.tools[0].params.iter().map(|p| p.name.as_str()).collect();
-        let m = crate::model::mentioned_params(q, &r, &tools);
-        names
-            .into_iter()
-            .zip(m[0].iter().copied())
-            .filter(|x| x.1)
-            .map(|x| x.0.to_string())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(marks(FOREST), ["include_human_impact"]);
-    assert!(marks("Forest growth in the Yellowstone location").is_empty());
-    assert_eq!(
-        marks("growth with impacts, in Yellowstone"),
-        ["include_human_impact"]
-    );
-    assert!(crate::model::same_word("detailed", "details"));
-    assert!(!crate::model::same_word("stats", "statistics"));
-}
-
-/// `mentioned_param_bias` gives an optional parameter the request names;
-/// negative, it leaves it out.
-#[test]
-fn mentioned_param_bias_gives_the_parameters_a_request_names() {
-    let Some(mut m) = tiny_model() else { return };
-    let tools = forest_tools();
-    let opts = CallOptions::default();
-    short_calls(&mut m, 30.0);
-    let given = |m: &Model| -> bool {
-        let d = m.predict(FOREST, &tools, &opts).expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        d.calls
-            .first()
-            .is_some_and(|c| c.arguments.contains_key("include_human_impact"))
-    };
-    m.update_config(|c| c.decode.mentioned_param_bias = 45.0)
-        .expect("bias");
-    assert!(given(&m));
-    m.update_config(|c| c.decode.mentioned_param_bias = -45.0)
-        .expect("bias");
-    assert!(!given(&m));
-}
-
-/// `capital_run_bias` copies a name whole and stops before the
-/// lower-case word after it; negative, it cuts the name short.
-#[test]
-fn capital_run_bias_copies_names_whole() {
-    let Some(mut m) = tiny_model() else { return };
-    let tools = weather_tools();
-    let opts = CallOptions::default();
-    copying_calls(&mut m, 6);
-    let city = |m: &Model| -> String {
-        let d = m
-            .predict(
-                "weather in the city Santa Clara county today",
-                &tools,
-                &opts,
-            )
-            .expect("predict");
-        retort_core::validate_all(&d.calls, &tools).expect("valid");
-        d.calls
-            .first()
-            .and_then(|c| c.arguments.get("city"))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    m.update_config(|c| c.decode.capital_run_bias = 40.0)
-        .expect("bias");
-    let on = city(&m);
-    assert!(
-        on.starts_with("Santa Clara") && !on.contains("county"),
-        "{on:?}"
-    );
-    m.update_config(|c| c.decode.capital_run_bias = -40.0)
-        .expect("bias");
-    let off = city(&m);
-    assert!(
-        off.starts_with("Santa") && !off.contains("Clara"),
-        "{off:?}"
-    );
 }
 
 /// The log-probabilities at every calibration temperature are summed only

@@ -209,36 +209,6 @@ fn info_describes_the_embedded_model() {
     }
 }
 
-/// `request_dates` in the shipped model: the date the request writes ("the
-/// 14th of February 2027") lands in the layout the description names.
-#[test]
-fn a_requested_date_comes_back_in_the_described_layout() {
-    if !has_embedded_model() {
-        return;
-    }
-    for (layout, want) in [("YYYY-MM-DD", "2027-02-14"), ("DD/MM/YYYY", "14/02/2027")] {
-        let t = json!([{"type": "function", "function": {
-            "name": "book_table",
-            "description": "Book a restaurant table",
-            "parameters": {"type": "object", "properties": {
-                "restaurant": {"type": "string", "description": "Name of the restaurant"},
-                "date": {"type": "string",
-                         "description": format!("Date of the booking, in the format {layout}")},
-                "guests": {"type": "integer", "description": "Number of guests"}
-            }, "required": ["restaurant", "date"]}}}]);
-        let q = "Book a table at Nopa for the 14th of February 2027";
-        let v = call(q, &t);
-        assert_eq!(v["calls"][0]["name"], "book_table", "{v}");
-        assert_eq!(v["calls"][0]["arguments"]["date"], want, "{v}");
-        // `--decode` turns the rule off for this call only.
-        if layout == "DD/MM/YYYY" {
-            let off = call_with(q, &t, &["--decode", "request_dates=false"]);
-            assert_eq!(off["calls"][0]["name"], "book_table", "{off}");
-            assert_ne!(off["calls"][0]["arguments"]["date"], want, "{off}");
-        }
-    }
-}
-
 /// `retort eval val` scores a validation file with the embedded model and
 /// writes `exact_pct` overall and per gold shape; a bad `--decode` key is a
 /// clear error.
@@ -268,7 +238,11 @@ fn eval_val_reports_exact_pct_by_category() {
         .arg(&fails)
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rep: Value =
         serde_json::from_str(&std::fs::read_to_string(&json_out).expect("json")).expect("parse");
     assert_eq!(rep["n"], 2);

@@ -185,18 +185,18 @@ fn decode_refuses_unknown_rules_and_bad_values() {
         args.extend(["--decode", "copy_bias=1"]);
         fails_with(
             &retort(&args),
-            &["copy_bias", "contiguous_copy", "no_leading_articles"],
+            &["copy_bias", "contiguous_copy", "later_overlap_bias"],
         );
         let mut args = cmd.clone();
         args.extend(["--decode", "contiguous_copy=1"]);
         fails_with(&retort(&args), &["contiguous_copy", "true|false"]);
         let mut args = cmd;
-        args.extend(["--decode", "refusal_bias"]);
+        args.extend(["--decode", "overlap_bias"]);
         fails_with(&retort(&args), &["KEY=VALUE"]);
     }
     let help = retort(&["train", "--help"]);
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(text.contains("--decode <KEY=VALUE>"), "{text}");
-    assert!(text.contains("kind_word_bias=NUMBER"), "{text}");
+    assert!(text.contains("later_overlap_bias=NUMBER"), "{text}");
     assert!(!text.contains("--refusal-bias"), "{text}");
 }

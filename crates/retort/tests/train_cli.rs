@@ -133,7 +133,7 @@ fn export_stores_the_given_decoding_and_rendering_settings() {
         "--param-desc-tokens",
         "1",
         "--decode",
-        "refusal_bias=2.5",
+        "overlap_bias=2.5",
         "--decode",
         "contiguous_copy=true",
     ];
@@ -161,7 +161,7 @@ fn export_stores_the_given_decoding_and_rendering_settings() {
     let after = read(exported.join("config.json"));
     assert_eq!(after["tool_desc_tokens"], 8);
     assert_eq!(after["param_desc_tokens"], 1);
-    assert_eq!(after["decode"]["refusal_bias"], 2.5);
+    assert_eq!(after["decode"]["overlap_bias"], 2.5);
     assert_eq!(after["decode"]["contiguous_copy"], true);
     assert_eq!(after["hidden"], before["hidden"]);
     assert_eq!(after["gen_vocab"], before["gen_vocab"]);

@@ -40,7 +40,7 @@ fn parse(s: &str) -> Result<(String, String), String> {
 fn help() -> String {
     format!(
         "Set one of the model's decoding rules instead of its config.json value \
-         (repeatable; a later one wins), e.g. --decode refusal_bias=1.5 --decode \
+         (repeatable; a later one wins), e.g. --decode overlap_bias=1.5 --decode \
          contiguous_copy=false. The rules (crates/retort-model/README.md): {}",
         DecodeConfig::keys_help()
     )
@@ -53,8 +53,8 @@ mod tests {
     #[test]
     fn assignments_are_checked_when_parsed() {
         assert_eq!(
-            parse("refusal_bias=-1.5"),
-            Ok(("refusal_bias".to_string(), "-1.5".to_string()))
+            parse("overlap_bias=-1.5"),
+            Ok(("overlap_bias".to_string(), "-1.5".to_string()))
         );
         let e = parse("copy_bias=1").expect_err("no such rule");
         assert!(e.contains("contiguous_copy"), "{e}");
@@ -69,12 +69,12 @@ mod tests {
     fn later_assignments_win() {
         let args = DecodeArgs {
             decode: vec![
-                ("refusal_bias".into(), "1".into()),
-                ("refusal_bias".into(), "2".into()),
+                ("overlap_bias".into(), "1".into()),
+                ("overlap_bias".into(), "2".into()),
             ],
         };
         let mut cfg = DecodeConfig::default();
         args.apply(&mut cfg).expect("apply");
-        assert_eq!(cfg.refusal_bias, 2.0);
+        assert_eq!(cfg.overlap_bias, 2.0);
     }
 }
