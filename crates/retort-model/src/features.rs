@@ -156,7 +156,7 @@ pub fn token_features(r: &Rendered) -> Vec<u16> {
             }
         }
     }
-    mark_whole_matches(r, &roles, &words, &query_words, &mut out);
+    mark_whole_matches(&roles, &words, &query_words, &mut out);
     out
 }
 
@@ -164,7 +164,6 @@ pub fn token_features(r: &Rendered) -> Vec<u16> {
 /// a name whose words (ignoring stop words and punctuation) all appear in
 /// the query.
 fn mark_whole_matches(
-    r: &Rendered,
     roles: &[Role],
     words: &[Word],
     query_words: &HashSet<&str>,
@@ -215,7 +214,6 @@ fn mark_whole_matches(
     if matches!(region_role, Role::Enum | Role::Name) {
         flush(&mut region, region_role, out);
     }
-    let _ = r;
 }
 
 /// The role of every token, from the rendered tools' recorded positions.
